@@ -1,0 +1,1 @@
+"""Converters from raw video datasets to TFDS TFRecord shards of frame triplets."""

@@ -1,0 +1,1 @@
+"""depth_motion_tf: unsupervised monocular depth learning in dynamic scenes."""
