@@ -1,0 +1,279 @@
+"""KITTI raw → triplets (METHOD.md §5).
+
+Input (``--input``, TFDS ``manual_dir``): the official KITTI raw layout,
+``<date>/<date>_drive_XXXX_sync/image_0{2,3}/data/*.png`` with
+``<date>/calib_cam_to_cam.txt``. Optional improved ground truth
+(``data_depth_annotated``) merged into the drive folders as
+``<drive>/proj_depth/groundtruth/image_0{2,3}/*.png``.
+
+Each full frame is resized to the stored size (no crop; 416x128 by default),
+intrinsics from ``P_rect_02`` / ``P_rect_03`` scaled by the width and height
+ratios. The left (``image_02``) and right (``image_03``) cameras are separate
+monocular videos (``video_id = <drive>_image_0X``).
+
+Splits come from a standard file list (``<split_dir>/<split>/{train,val,test}_files.txt``,
+one ``<date>/<drive> <frame> <l|r>`` line per triplet centre): ``eigen_zhou``
+(static frames already removed) gives ``train`` and ``validation``. Without a
+list every frame is a centre of ``train`` and static triplets are dropped by a
+photometric threshold. Drives of the Eigen test split
+(``<split_dir>/eigen/test_files.txt``) never enter ``train`` or ``validation``.
+
+CLI::
+
+    python -m data_prep.kitti --input=/data/kitti_raw --output=/data/tfds \\
+        --split=eigen_zhou --split_dir=../shared/data/splits/kitti
+
+``tfds build``: ``tfds build data_prep/kitti.py --manual_dir=/data/kitti_raw
+--data_dir=/data/tfds --config=all_128x416``.
+"""
+import dataclasses
+import functools
+import pathlib
+from typing import Optional
+
+import numpy as np
+from absl import app, flags
+
+from data_prep import common
+from depth_motion_tf import features as F
+
+CAMERAS = {"l": "image_02", "r": "image_03"}
+LIST_FILES = {"train": "train_files.txt", "validation": "val_files.txt", "test": "test_files.txt"}
+EVAL_SPLITS = ("test",)
+DEFAULT_MIN_CHANGE = 0.01  # mean |RGB difference| on [0, 1] below which frames are static
+
+
+@dataclasses.dataclass(eq=False)
+class KittiConfig(common.TripletConfig):
+    """KITTI options.
+
+    Attributes:
+        split: name of a standard list folder under ``split_dir`` (``eigen_zhou``,
+            ``eigen``, ``eigen_benchmark``); None = every frame into ``train``.
+        split_dir: folder of the standard lists (``splits/kitti``); a relative
+            path is taken inside the input folder.
+        min_change: static threshold used when no split list is given (0 = off).
+        with_depth: also store the improved ground-truth depth (source resolution).
+    """
+
+    split: Optional[str] = None
+    split_dir: Optional[str] = None
+    min_change: float = DEFAULT_MIN_CHANGE
+    with_depth: bool = False
+
+
+def kitti_config(height=F.DEFAULT_HEIGHT, width=F.DEFAULT_WIDTH, split=None,
+                 split_dir=None, min_change=DEFAULT_MIN_CHANGE, with_depth=False):
+    """A :class:`KittiConfig` named ``<split or all>_<H>x<W>[_depth]``."""
+    name = f"{split or 'all'}_{height}x{width}" + ("_depth" if with_depth else "")
+    return KittiConfig(
+        name=name, height=height, width=width, split=split, split_dir=split_dir,
+        min_change=min_change, with_depth=with_depth,
+        description=f"KITTI raw triplets at {height}x{width}, split {split or 'all frames'}.",
+    )
+
+
+def read_calibration(path):
+    """Parses a KITTI ``calib_cam_to_cam.txt`` → ``{key: float64 array}``.
+
+    Raises:
+        common.BadInputError: naming the file when it is missing or malformed.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise common.BadInputError(path, "calibration file does not exist")
+    values = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        key, _, rest = line.partition(":")
+        if key.startswith("P_rect_"):
+            try:
+                values[key] = np.array(rest.split(), np.float64)
+            except ValueError:
+                raise common.BadInputError(path, f"line {number}: {key} is not numeric") from None
+    return values
+
+
+def camera_intrinsics(calibration, camera, calib_path):
+    """``P_rect_0X`` → :class:`common.Intrinsics` (pixels of the rectified frame).
+
+    Args:
+        calibration: output of :func:`read_calibration`.
+        camera: ``"image_02"`` or ``"image_03"``.
+        calib_path: the calibration file (named in errors).
+    """
+    key = "P_rect_" + camera[-2:]
+    projection = calibration.get(key)
+    if projection is None or projection.size != 12:
+        raise common.BadInputError(calib_path, f"no 3x4 {key} matrix")
+    p = projection.reshape(3, 4)
+    return common.Intrinsics(fx=p[0, 0], fy=p[1, 1], cx=p[0, 2], cy=p[1, 2])
+
+
+def read_split_list(path):
+    """A split file → ``{(date/drive, camera folder): set of centre frame ids}``.
+
+    Frame ids are the 10-digit file stems; lines are ``<date>/<drive> <frame> <l|r>``.
+
+    Raises:
+        common.BadInputError: naming the file and line when a line is malformed.
+    """
+    entries = {}
+    for number, line in enumerate(pathlib.Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 3 or not parts[1].isdigit() or parts[2] not in CAMERAS:
+            raise common.BadInputError(
+                path, f"line {number}: expected '<date>/<drive> <frame> <l|r>', got {line!r}"
+            )
+        key = (parts[0], CAMERAS[parts[2]])
+        entries.setdefault(key, set()).add(f"{int(parts[1]):010d}")
+    return entries
+
+
+def eigen_test_drives(split_dir):
+    """``date/drive`` names in ``<split_dir>/eigen/test_files.txt`` (empty when absent)."""
+    path = pathlib.Path(split_dir or "") / "eigen" / "test_files.txt"
+    if split_dir is None or not path.is_file():
+        return set()
+    return {drive for drive, _ in read_split_list(path)}
+
+
+def _depth_extras(drive_dir, camera, triplet):
+    """The ground-truth depth PNGs of a triplet (zeros where a frame has none)."""
+    depth = []
+    for frame in triplet:
+        path = drive_dir / "proj_depth" / "groundtruth" / camera / f"{frame.frame_id}.png"
+        if path.is_file():
+            depth.append(common.read_depth_png(path))
+        else:
+            depth.append(np.zeros((*frame.source_size, 1), np.uint16))
+    return {F.DEPTH: depth}
+
+
+class KittiTriplets(common.TripletBuilder):
+    """KITTI raw frame triplets (both colour cameras as separate monocular videos)."""
+
+    BUILDER_CONFIG_CLASS = KittiConfig
+    BUILDER_CONFIGS = [
+        kitti_config(),
+        kitti_config(height=192, width=640),
+        kitti_config(split="eigen_zhou", split_dir="splits/kitti"),
+    ]
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Download KITTI raw (the archives listed in splits/kitti/"
+        "kitti_archives_to_download.txt) from https://www.cvlibs.net/datasets/kitti/raw_data.php "
+        "and unzip them into manual_dir, giving <date>/<date>_drive_XXXX_sync/image_02/data/*.png."
+    )
+
+    def _feature_options(self):
+        return {"with_depth": self.builder_config.with_depth}
+
+    def _split_dir(self, root):
+        split_dir = self.builder_config.split_dir
+        if split_dir is None:
+            return None
+        return pathlib.Path(split_dir) if pathlib.Path(split_dir).is_absolute() else root / split_dir
+
+    def _videos(self, root):
+        config = self.builder_config
+        split_dir = self._split_dir(root)
+        test_drives = eigen_test_drives(split_dir)
+        if config.split is None:
+            drives = {_drive_name(d): d for d in root.glob("*/*_drive_*_sync")}
+            wanted = {(name, cam): None for name in drives if name not in test_drives
+                      for cam in CAMERAS.values()}
+            return {"train": self._split_videos(root, wanted, None, config.min_change)}
+        lists = {
+            split: split_dir / config.split / filename
+            for split, filename in LIST_FILES.items()
+            if (split_dir / config.split / filename).is_file()
+        }
+        if not lists:
+            raise common.BadInputError(
+                split_dir / config.split, "no train_files.txt, val_files.txt or test_files.txt here"
+            )
+        videos = {}
+        for split, path in lists.items():
+            wanted = read_split_list(path)
+            if split not in EVAL_SPLITS:
+                wanted = {k: v for k, v in wanted.items() if k[0] not in test_drives}
+            videos[split] = self._split_videos(root, wanted, path, 0.0)
+        return videos
+
+    def _split_videos(self, root, wanted, list_path, min_change):
+        """``{(date/drive, camera): centre ids or None}`` → list of :class:`common.VideoSource`."""
+        videos = []
+        for (drive, camera), centres in sorted(wanted.items()):
+            frames = self._camera_frames(root, drive, camera, centres, list_path)
+            if frames is None:
+                continue
+            for run in common.consecutive_runs(frames, lambda p: int(p.stem)):
+                try:
+                    videos.append(self._video(root, drive, camera, run, centres, min_change))
+                except common.BadInputError as error:
+                    self.bad_input(error)
+        return videos
+
+    def _camera_frames(self, root, drive, camera, centres, list_path):
+        """Sorted frame files of one camera; checks the list's centres and neighbours exist."""
+        folder = root / drive / camera / "data"
+        frames = common.frame_files(folder) if folder.is_dir() else []
+        if centres is not None:
+            present = {p.stem for p in frames}
+            for centre in sorted(centres):
+                needed = [f"{int(centre) + d:010d}" for d in (-1, 0, 1)]
+                missing = [n for n in needed if n not in present]
+                if missing:
+                    self.bad_input(common.BadInputError(
+                        list_path,
+                        f"entry '{drive} {int(centre)} {camera}': no frame "
+                        f"{folder / (missing[0] + '.png')}",
+                    ))
+        return frames or None
+
+    def _video(self, root, drive, camera, run, centres, min_change):
+        drive_dir = root / drive
+        calib_path = drive_dir.parent / "calib_cam_to_cam.txt"
+        intrinsics = camera_intrinsics(read_calibration(calib_path), camera, calib_path)
+        extras = None
+        if self.builder_config.with_depth:
+            extras = functools.partial(_depth_extras, drive_dir, camera)
+        return common.VideoSource(
+            video_id=f"{drive_dir.name}_{camera}",
+            frames=functools.partial(common.file_frames, run),
+            crop=common.full_frame,
+            intrinsics=intrinsics,
+            centres=None if centres is None else frozenset(centres),
+            min_change=min_change,
+            extras=extras,
+        )
+
+
+def _drive_name(drive_dir):
+    return f"{drive_dir.parent.name}/{drive_dir.name}"
+
+
+def main(argv):
+    del argv
+    values = flags.FLAGS
+    split_dir = values.split_dir and str(pathlib.Path(values.split_dir).resolve())
+    config = kitti_config(
+        height=values.height, width=values.width, split=values.split,
+        split_dir=split_dir, min_change=values.min_change, with_depth=values.with_depth,
+    )
+    common.run(KittiTriplets, config, values)
+
+
+if __name__ == "__main__":
+    common.define_common_flags()
+    flags.DEFINE_string("split", None, "Standard list folder under --split_dir "
+                        "(eigen_zhou for training; eigen / eigen_benchmark for testing). "
+                        "Unset: every frame, static triplets dropped by --min_change.")
+    flags.DEFINE_string("split_dir", None, "Folder of the standard KITTI lists "
+                        "(e.g. ../shared/data/splits/kitti); also excludes Eigen test drives.")
+    flags.DEFINE_float("min_change", DEFAULT_MIN_CHANGE, "Without a list: drop triplets whose "
+                       "consecutive frames differ less (mean |RGB| on [0, 1]); 0 keeps all.")
+    flags.DEFINE_bool("with_depth", False, "Store improved ground-truth depth "
+                      "(proj_depth/groundtruth) at source resolution.")
+    app.run(main)

@@ -1,0 +1,774 @@
+r"""A procedural synthetic video dataset with exact depth, poses and motion masks.
+
+Something to train on without downloading anything: a camera drives down a
+closed, textured street-like corridor (ground, two side walls, a ceiling, end
+walls) lined with static boxes, while a few boxes slide along two traffic
+lanes. Every frame is ray cast in numpy, so depth, camera poses and the
+moving-object mask are exact, and the data obeys the method's geometry
+(METHOD.md §3): a static point seen in frame t lands, through its depth and
+the relative camera pose, on a pixel of the same colour in frame t+1.
+
+Conventions:
+- World and camera frames are the computer-vision ones: x right, y down,
+  z forward, metres. The ground is the plane ``y = camera_height``; the camera
+  stays level (no pitch or roll), so the horizon is the row ``cy``.
+- Intrinsics ``(fx, fy, cx, cy)`` in pixels, (0, 0) the centre of the top-left
+  pixel; square pixels, an 80° horizontal field of view, principal point at
+  the image centre.
+- Depth is z-depth along the optical axis (not ray length), finite and
+  positive at every pixel (the corridor is closed).
+- Time is the frame index; moving boxes translate by a constant velocity per
+  frame (rigid, no rotation), as the method's translation field assumes.
+- Lighting is fixed (albedo times a view-independent Lambertian term of the
+  face normal), so brightness constancy holds exactly. Textures are sums of
+  sinusoids in surface coordinates, band-limited per pixel by an analytic
+  Gaussian prefilter, and pixels are supersampled: no aliasing shimmer.
+
+The TFDS builder :class:`Synthetic` stores triplets ``(t-1, t, t+1)`` of every
+video with the shared schema (``depth_motion_tf.features``), including depth,
+poses and masks. Command line::
+
+    python -m data_prep.synthetic --output=DIR --height=64 --width=192 \
+        --train_videos=24 --test_videos=4 --frames_per_video=24 --seed=0
+"""
+import dataclasses
+import math
+import time
+
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import app, flags
+
+from depth_motion_tf import features as F
+
+HORIZONTAL_FOV_DEG = 80.0
+MAX_DEPTH_M = 80.0  # the evaluation cap; the far wall is placed nearer than this
+NUM_SINUSOIDS = 16
+WAVELENGTH_RANGE_M = (0.15, 4.0)
+TEXTURE_CONTRAST = 0.16  # standard deviation of a material's albedo pattern
+LIGHT_DIRECTION = np.array([0.3, -1.0, -0.5]) / np.linalg.norm([0.3, -1.0, -0.5])
+AMBIENT, DIFFUSE = 0.6, 0.4
+PREFILTER_WIDTH = 0.4  # Gaussian std of the texture prefilter, in footprints
+MIN_COSINE = 0.05  # grazing-angle limit of the footprint stretch
+LANE_X_M = 2.1  # |x| of the centre of the two moving-box lanes
+CAMERA_CLEARANCE_M = 0.8  # the camera's |x| never exceeds this
+
+
+@dataclasses.dataclass(frozen=True)
+class Materials:
+    """Procedural textures: albedo = base + Σ colour · sin(k·uv + phase).
+
+    Attributes:
+        base: ``[M, 3]`` float64 mean albedo in [0, 1].
+        wavevector: ``[M, K, 2]`` float64 angular frequencies in rad/m.
+        phase: ``[M, K]`` float64 radians.
+        colour: ``[M, K, 3]`` float64 RGB amplitude of each sinusoid.
+    """
+
+    base: np.ndarray
+    wavevector: np.ndarray
+    phase: np.ndarray
+    colour: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Boxes:
+    """Rigid boxes standing on the ground, rotated about the vertical axis.
+
+    Attributes:
+        centre: ``[N, 3]`` float64 world centre at frame 0, metres.
+        half_size: ``[N, 3]`` float64 half extents along the box's own axes, metres.
+        yaw: ``[N]`` float64 rotation about the world y axis, radians.
+        velocity: ``[N, 3]`` float64 world translation per frame, metres (0 = static).
+        material: ``[N]`` int index into :class:`Materials`.
+    """
+
+    centre: np.ndarray
+    half_size: np.ndarray
+    yaw: np.ndarray
+    velocity: np.ndarray
+    material: np.ndarray
+
+    @property
+    def moving(self):
+        """``[N]`` bool, whether each box moves."""
+        return np.any(self.velocity != 0.0, axis=1)
+
+    def centre_at(self, frame):
+        """``[N, 3]`` world centres at time ``frame`` (a frame index, may be fractional)."""
+        return self.centre + frame * self.velocity
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    """One synthetic video's world and camera path.
+
+    Attributes:
+        room_min, room_max: ``[3]`` corners of the closed corridor, metres.
+        room_material: ``[6]`` int material of the corridor faces, in the order
+            x-min, x-max, y-min (ceiling), y-max (ground), z-min, z-max.
+        boxes: the static and moving boxes.
+        materials: all textures.
+        speed: forward camera speed, metres per frame.
+        sway: amplitude (metres), period (frames) and phase (radians) of the
+            camera's lateral weaving.
+        yaw_wobble: amplitude (radians), period (frames) and phase (radians) of
+            an extra heading oscillation on top of the path's tangent.
+    """
+
+    room_min: np.ndarray
+    room_max: np.ndarray
+    room_material: np.ndarray
+    boxes: Boxes
+    materials: Materials
+    speed: float
+    sway: tuple
+    yaw_wobble: tuple
+
+    @property
+    def camera_height(self):
+        """Height of the camera above the ground, metres."""
+        return float(self.room_max[1])
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """One rendered frame.
+
+    Attributes:
+        rgb: ``[H, W, 3]`` uint8.
+        depth: ``[H, W]`` float64 z-depth in metres, finite and positive.
+        mask: ``[H, W]`` bool, pixels whose nearest surface is a moving box.
+    """
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    mask: np.ndarray
+
+
+# ----------------------------------------------------------------------------
+# Scene generation.
+
+
+def random_materials(rng, count):
+    """``count`` random :class:`Materials` with multi-scale, coloured patterns."""
+    wavelength = np.exp(
+        rng.uniform(*np.log(WAVELENGTH_RANGE_M), size=(count, NUM_SINUSOIDS))
+    )
+    angle = rng.uniform(0.0, np.pi, size=(count, NUM_SINUSOIDS))
+    wavevector = (2.0 * np.pi / wavelength)[..., None] * np.stack(
+        [np.cos(angle), np.sin(angle)], axis=-1
+    )
+    amplitude = np.sqrt(wavelength)  # more contrast at coarse scales
+    amplitude *= TEXTURE_CONTRAST / np.sqrt(
+        np.sum(amplitude**2, axis=1, keepdims=True) / 2.0
+    )
+    tint = 0.6 + 0.4 * rng.normal(size=(count, NUM_SINUSOIDS, 3))
+    return Materials(
+        base=rng.uniform(0.25, 0.75, size=(count, 3)),
+        wavevector=wavevector,
+        phase=rng.uniform(0.0, 2.0 * np.pi, size=(count, NUM_SINUSOIDS)),
+        colour=amplitude[..., None] * tint,
+    )
+
+
+def _static_boxes(rng, room_min, room_max, z_range, first_material):
+    """Boxes along both walls (some floor-to-ceiling pillars), with small random yaw."""
+    centres, half_sizes, yaws = [], [], []
+    for side in (-1.0, 1.0):
+        z = z_range[0] + rng.uniform(0.0, 3.0)
+        while z < z_range[1]:
+            half = rng.uniform([0.3, 0.3, 0.3], [0.9, 1.4, 1.2])
+            if rng.uniform() < 0.3:
+                half[1] = (room_max[1] - room_min[1]) / 2.0
+            yaw = rng.uniform(-0.3, 0.3)
+            x_extent = abs(math.cos(yaw)) * half[0] + abs(math.sin(yaw)) * half[2]
+            wall = room_max[0] if side > 0 else -room_min[0]
+            x = side * (wall - x_extent - rng.uniform(0.0, 0.4))
+            centres.append([x, room_max[1] - half[1], z + half[2]])
+            half_sizes.append(half)
+            yaws.append(yaw)
+            z += 2.0 * half[2] + rng.uniform(0.5, 4.0)
+    count = len(centres)
+    return Boxes(
+        centre=np.array(centres).reshape(count, 3),
+        half_size=np.array(half_sizes).reshape(count, 3),
+        yaw=np.array(yaws),
+        velocity=np.zeros((count, 3)),
+        material=first_material + np.arange(count),
+    )
+
+
+def _moving_boxes(rng, ground_y, z_range, first_material):
+    """Boxes sliding along z in two lanes; boxes of a lane share its speed (no overlap)."""
+    centres, half_sizes, velocities = [], [], []
+    for side in (-1.0, 1.0):
+        speed = rng.choice([-1.0, 1.0]) * rng.uniform(0.15, 0.6)
+        z = z_range[0] + rng.uniform(0.0, 10.0)
+        while z < z_range[1]:
+            half = rng.uniform([0.4, 0.4, 0.5], [0.65, 0.9, 1.5])
+            x = side * (LANE_X_M + rng.uniform(-0.1, 0.1))
+            centres.append([x, ground_y - half[1], z + half[2]])
+            half_sizes.append(half)
+            velocities.append([0.0, 0.0, speed])
+            z += 2.0 * half[2] + rng.uniform(6.0, 20.0)
+    count = len(centres)
+    return Boxes(
+        centre=np.array(centres).reshape(count, 3),
+        half_size=np.array(half_sizes).reshape(count, 3),
+        yaw=np.zeros(count),
+        velocity=np.array(velocities).reshape(count, 3),
+        material=first_material + np.arange(count),
+    )
+
+
+def _concat_boxes(a, b):
+    return Boxes(
+        **{
+            field.name: np.concatenate([getattr(a, field.name), getattr(b, field.name)])
+            for field in dataclasses.fields(Boxes)
+        }
+    )
+
+
+def random_scene(rng, num_frames):
+    """A random corridor, its boxes and camera path for a video of ``num_frames``.
+
+    Args:
+        rng: ``np.random.Generator``; the scene is a deterministic function of its state.
+        num_frames: video length; the far wall stays within ``MAX_DEPTH_M`` of
+            the first camera position for videos up to ~60 frames.
+    Returns:
+        :class:`Scene`.
+    """
+    speed = rng.uniform(0.35, 0.7)
+    travel = speed * (num_frames - 1)
+    camera_height = rng.uniform(1.3, 1.8)
+    half_width = rng.uniform(4.5, 6.5)
+    far_z = travel + rng.uniform(30.0, 45.0)
+    room_min = np.array([-half_width, camera_height - rng.uniform(4.5, 7.0), -20.0])
+    room_max = np.array([half_width, camera_height, far_z])
+    static = _static_boxes(rng, room_min, room_max, (-8.0, far_z - 3.0), 6)
+    moving = _moving_boxes(
+        rng, camera_height, (-travel, far_z - 3.0), 6 + len(static.yaw)
+    )
+    boxes = _concat_boxes(static, moving)
+    return Scene(
+        room_min=room_min,
+        room_max=room_max,
+        room_material=np.arange(6),
+        boxes=boxes,
+        materials=random_materials(rng, 6 + len(boxes.yaw)),
+        speed=speed,
+        sway=(
+            rng.uniform(0.0, CAMERA_CLEARANCE_M),
+            rng.uniform(30.0, 80.0),
+            rng.uniform(0.0, 2.0 * np.pi),
+        ),
+        yaw_wobble=(
+            rng.uniform(0.0, 0.05),
+            rng.uniform(15.0, 40.0),
+            rng.uniform(0.0, 2.0 * np.pi),
+        ),
+    )
+
+
+# ----------------------------------------------------------------------------
+# Camera.
+
+
+def yaw_rotation(yaw):
+    """``[3, 3]`` rotation about the y (down) axis: ``Ry`` of METHOD.md §3."""
+    c, s = math.cos(yaw), math.sin(yaw)
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def camera_trajectory(scene, num_frames):
+    """Camera-to-world poses along the scene's path.
+
+    The camera moves forward at ``scene.speed``, weaves sideways as
+    ``x = a sin(2π t / period + phase)``, heads along the path's tangent plus a
+    small yaw wobble, and stays level at height ``scene.camera_height``.
+
+    Returns:
+        ``[num_frames, 4, 4]`` float64 camera-to-world matrices (metres).
+    """
+    t = np.arange(num_frames, dtype=np.float64)
+    amplitude, period, phase = scene.sway
+    omega = 2.0 * np.pi / period
+    x = amplitude * np.sin(omega * t + phase)
+    dx_dt = amplitude * omega * np.cos(omega * t + phase)
+    wobble, wobble_period, wobble_phase = scene.yaw_wobble
+    yaw = np.arctan2(dx_dt, scene.speed) + wobble * np.sin(
+        2.0 * np.pi * t / wobble_period + wobble_phase
+    )
+    poses = np.tile(np.eye(4), (num_frames, 1, 1))
+    for i in range(num_frames):
+        poses[i, :3, :3] = yaw_rotation(yaw[i])
+        poses[i, :3, 3] = [x[i], 0.0, scene.speed * t[i]]
+    return poses
+
+
+def camera_intrinsics(height, width):
+    """``[4]`` float64 ``(fx, fy, cx, cy)`` in pixels for an ``HORIZONTAL_FOV_DEG`` pinhole."""
+    focal = 0.5 * width / math.tan(math.radians(HORIZONTAL_FOV_DEG) / 2.0)
+    return np.array([focal, focal, (width - 1) / 2.0, (height - 1) / 2.0])
+
+
+def camera_rays(intrinsics, height, width, supersample=1):
+    """Camera-frame ray directions ``K⁻¹ (u, v, 1)`` with unit z component.
+
+    Args:
+        intrinsics: ``[4]`` ``(fx, fy, cx, cy)`` in pixels.
+        supersample: ``s``; each pixel gets an ``s x s`` grid of sub-pixel rays
+            (``s = 1``: the pixel centre).
+    Returns:
+        ``[3, H*W*s*s]`` float64, component-major, rays ordered by row, column,
+        sub-pixel. A hit at ray parameter ``t`` has z-depth ``t``.
+    """
+    fx, fy, cx, cy = intrinsics
+    offsets = (np.arange(supersample) + 0.5) / supersample - 0.5
+    dv, du = [o.reshape(1, 1, -1) for o in np.meshgrid(offsets, offsets, indexing="ij")]
+    u = np.arange(width)[None, :, None] + du
+    v = np.arange(height)[:, None, None] + dv
+    u, v = np.broadcast_arrays(u, v)
+    return np.stack([(u - cx) / fx, (v - cy) / fy, np.ones_like(u)]).reshape(3, -1)
+
+
+# ----------------------------------------------------------------------------
+# Ray casting.
+
+
+def _safe_reciprocal(d):
+    return 1.0 / np.where(np.abs(d) < 1e-12, 1e-12, d)
+
+
+def intersect_room(origin, directions, room_min, room_max):
+    """Ray parameter where rays starting inside the corridor leave it.
+
+    Args:
+        origin: ``[3]`` world point inside the room.
+        directions: ``[3, P]`` world ray directions (component-major).
+        room_min, room_max: ``[3]`` corners.
+    Returns:
+        ``[P]`` float64 exit parameters (> 0).
+    """
+    t_exit = np.full(directions.shape[1], np.inf)
+    for axis in range(3):
+        inverse = _safe_reciprocal(directions[axis])
+        t1 = (room_min[axis] - origin[axis]) * inverse
+        t2 = (room_max[axis] - origin[axis]) * inverse
+        t_exit = np.minimum(t_exit, np.maximum(t1, t2))
+    return t_exit
+
+
+def intersect_box(origin, directions, centre, half_size, rotation):
+    """Slab test of rays against one oriented box seen from outside.
+
+    Args:
+        origin: ``[3]`` world ray origin (outside the box).
+        directions: ``[3, P]`` world ray directions (component-major).
+        centre: ``[3]`` box centre; half_size: ``[3]`` half extents.
+        rotation: ``[3, 3]`` box-to-world rotation.
+    Returns:
+        ``[P]`` float64 entry parameters, ``inf`` where a ray misses.
+    """
+    local_origin = rotation.T @ (origin - centre)
+    local_directions = rotation.T @ directions
+    t_near = np.full(directions.shape[1], -np.inf)
+    t_far = np.full(directions.shape[1], np.inf)
+    for axis in range(3):
+        inverse = _safe_reciprocal(local_directions[axis])
+        t1 = (-half_size[axis] - local_origin[axis]) * inverse
+        t2 = (half_size[axis] - local_origin[axis]) * inverse
+        t_near = np.maximum(t_near, np.minimum(t1, t2))
+        t_far = np.minimum(t_far, np.maximum(t1, t2))
+    return np.where((t_near <= t_far) & (t_near > 0.0), t_near, np.inf)
+
+
+def box_corners(centre, half_size, rotation):
+    """``[3, 8]`` world corners of an oriented box."""
+    signs = np.array(np.meshgrid([-1.0, 1.0], [-1.0, 1.0], [-1.0, 1.0])).reshape(3, 8)
+    return centre[:, None] + rotation @ (half_size[:, None] * signs)
+
+
+def rays_near_box(camera_dirs, corners_camera):
+    """Indices of the rays that may hit a box, from its image-plane bounding rectangle.
+
+    Args:
+        camera_dirs: ``[3, P]`` camera-frame rays with unit z component.
+        corners_camera: ``[3, 8]`` the box's corners in the camera frame.
+    Returns:
+        ``[Q]`` int ray indices (all rays when the box straddles the image plane,
+        none when it lies behind the camera).
+    """
+    z = corners_camera[2]
+    if np.all(z <= 0.0):
+        return np.zeros(0, dtype=np.int64)
+    if np.any(z <= 1e-6):
+        return np.arange(camera_dirs.shape[1])
+    a, b = corners_camera[0] / z, corners_camera[1] / z
+    inside = (
+        (camera_dirs[0] >= a.min()) & (camera_dirs[0] <= a.max())
+        & (camera_dirs[1] >= b.min()) & (camera_dirs[1] <= b.max())
+    )
+    return np.flatnonzero(inside)
+
+
+def cast_rays(scene, camera_to_world, camera_dirs, frame):
+    """Nearest surface along each camera ray.
+
+    Args:
+        scene: :class:`Scene`.
+        camera_to_world: ``[4, 4]`` pose (metres).
+        camera_dirs: ``[3, P]`` camera-frame rays with unit z component.
+        frame: time (frame index) at which moving boxes are placed.
+    Returns:
+        ``(t, box)``: ``[P]`` float64 z-depths of the nearest hits and ``[P]``
+        int index of the box hit, -1 for the corridor itself.
+    """
+    rotation, origin = camera_to_world[:3, :3], camera_to_world[:3, 3]
+    directions = rotation @ camera_dirs
+    t = intersect_room(origin, directions, scene.room_min, scene.room_max)
+    box = np.full(t.shape, -1)
+    centres = scene.boxes.centre_at(frame)
+    for n, (centre, half, yaw) in enumerate(
+        zip(centres, scene.boxes.half_size, scene.boxes.yaw)
+    ):
+        box_rotation = yaw_rotation(yaw)
+        corners = rotation.T @ (box_corners(centre, half, box_rotation) - origin[:, None])
+        rays = rays_near_box(camera_dirs, corners)
+        t_box = intersect_box(origin, directions[:, rays], centre, half, box_rotation)
+        nearer = t_box < t[rays]
+        t[rays[nearer]] = t_box[nearer]
+        box[rays[nearer]] = n
+    return t, box
+
+
+# ----------------------------------------------------------------------------
+# Surfaces, textures, shading.
+
+
+def _rotate_about_y(cos, sin, vectors):
+    """Applies per-ray yaw rotations ``[[c, 0, s], [0, 1, 0], [-s, 0, c]]`` to ``[3, P]``."""
+    x, y, z = vectors
+    return np.stack([cos * x + sin * z, y, -sin * x + cos * z])
+
+
+def surface_points(scene, points, box, frame):
+    """Face coordinates, normals and materials at hit points.
+
+    Args:
+        points: ``[3, P]`` world hit points; box: ``[P]`` int from :func:`cast_rays`.
+        frame: time at which moving boxes are placed.
+    Returns:
+        ``(uv, normal, material)``: ``[2, P]`` float64 coordinates in metres in
+        the plane of the face (fixed to the surface, so they move with a moving
+        box), ``[3, P]`` world unit normals facing the camera's side of the
+        face, ``[P]`` int material indices.
+    """
+    is_room = box < 0
+    index = np.where(is_room, 0, box)
+    room_centre = (scene.room_min + scene.room_max) / 2.0
+    room_half = (scene.room_max - scene.room_min) / 2.0
+    centre = np.where(is_room, room_centre[:, None], scene.boxes.centre_at(frame)[index].T)
+    half = np.where(is_room, room_half[:, None], scene.boxes.half_size[index].T)
+    yaw = np.where(is_room, 0.0, scene.boxes.yaw[index])
+    cos, sin = np.cos(yaw), np.sin(yaw)
+    local = _rotate_about_y(cos, -sin, points - centre)  # world → box frame
+    axis = np.argmax(np.abs(local) / half, axis=0)
+    sign = np.sign(np.take_along_axis(local, axis[None], axis=0)[0])
+    face = 2 * axis + (sign > 0)
+    uv_axes = np.array([[1, 2], [0, 2], [0, 1]])[axis].T
+    uv = np.take_along_axis(local, uv_axes, axis=0) + 10.0 * face
+    local_normal = np.eye(3)[:, axis] * np.where(is_room, -sign, sign)
+    material = np.where(is_room, scene.room_material[face], scene.boxes.material[index])
+    return uv, _rotate_about_y(cos, sin, local_normal), material
+
+
+def texture_footprint(t, directions, normal, focal):
+    """Std (metres) of the Gaussian texture prefilter for one ray's footprint.
+
+    A ray through a pixel of angular size ``1/focal`` at z-depth ``t`` covers
+    ``t / focal`` metres across, stretched by ``cos(view, z) / cos(view, n)``
+    on a slanted surface.
+
+    Args:
+        t: ``[P]`` z-depth; directions: ``[3, P]`` world rays whose camera-z
+            component is 1; normal: ``[3, P]`` unit normals; focal: pixels per
+            unit of the (sub-)pixel grid.
+    Returns:
+        ``[P]`` float64 metres.
+    """
+    length = np.sqrt(np.sum(directions**2, axis=0))
+    cos_normal = np.abs(np.sum(directions * normal, axis=0)) / length
+    stretch = (1.0 / length) / np.maximum(cos_normal, MIN_COSINE)
+    return PREFILTER_WIDTH * t / focal * stretch
+
+
+def albedo(materials, material, uv, footprint):
+    """Prefiltered procedural albedo.
+
+    Each sinusoid ``sin(k·uv + φ)`` seen through a Gaussian of std ``σ`` keeps
+    the amplitude ``exp(-|k|² σ² / 2)``, so detail finer than a pixel fades
+    instead of aliasing.
+
+    Args:
+        materials: :class:`Materials`; material: ``[P]`` int.
+        uv: ``[2, P]`` surface coordinates (metres); footprint: ``[P]`` std σ (metres).
+    Returns:
+        ``[3, P]`` float64 albedo (not clipped).
+    """
+    colour = np.empty((3, material.size))
+    order = np.argsort(material, kind="stable")
+    ids, starts = np.unique(material[order], return_index=True)
+    for m, rays in zip(ids, np.split(order, starts[1:])):
+        k = materials.wavevector[m]  # [K, 2]
+        wave = np.sin(k @ uv[:, rays] + materials.phase[m][:, None])
+        attenuation = np.exp(
+            -0.5 * np.sum(k**2, axis=1)[:, None] * footprint[rays] ** 2
+        )
+        colour[:, rays] = (
+            materials.base[m][:, None] + materials.colour[m].T @ (wave * attenuation)
+        )
+    return colour
+
+
+def lambert_shading(normal):
+    """``[P]`` view-independent brightness ``AMBIENT + DIFFUSE max(0, n·l)`` of ``[3, P]`` normals."""
+    return AMBIENT + DIFFUSE * np.maximum(LIGHT_DIRECTION @ normal, 0.0)
+
+
+def _trace(scene, camera_to_world, camera_dirs, frame, focal):
+    """z-depth ``[P]``, box index ``[P]`` and RGB ``[3, P]`` in [0, 1] along camera rays ``[3, P]``."""
+    t, box = cast_rays(scene, camera_to_world, camera_dirs, frame)
+    directions = camera_to_world[:3, :3] @ camera_dirs
+    points = camera_to_world[:3, 3:] + t * directions
+    uv, normal, material = surface_points(scene, points, box, frame)
+    footprint = texture_footprint(t, directions, normal, focal)
+    colour = albedo(scene.materials, material, uv, footprint) * lambert_shading(normal)
+    return t, box, np.clip(colour, 0.0, 1.0)
+
+
+def render_frame(scene, camera_to_world, frame, intrinsics, height, width, supersample=2):
+    """Renders one frame.
+
+    Args:
+        scene: :class:`Scene`.
+        camera_to_world: ``[4, 4]`` pose (metres).
+        frame: time (frame index) at which moving boxes are placed.
+        intrinsics: ``[4]`` ``(fx, fy, cx, cy)`` pixels.
+        supersample: colour is the mean of ``s x s`` sub-pixel rays; depth and
+            mask come from the pixel-centre ray.
+    Returns:
+        :class:`Frame`.
+    """
+    focal = intrinsics[0]
+    depth, box, rgb = _trace(
+        scene, camera_to_world, camera_rays(intrinsics, height, width), frame, focal
+    )
+    if supersample > 1:
+        sub_dirs = camera_rays(intrinsics, height, width, supersample)
+        _, _, sub_rgb = _trace(
+            scene, camera_to_world, sub_dirs, frame, focal * supersample
+        )
+        rgb = sub_rgb.reshape(3, -1, supersample**2).mean(axis=2)
+    mask = (box >= 0) & scene.boxes.moving[np.maximum(box, 0)]
+    return Frame(
+        rgb=np.round(rgb.T * 255.0).astype(np.uint8).reshape(height, width, 3),
+        depth=depth.reshape(height, width),
+        mask=mask.reshape(height, width),
+    )
+
+
+def render_video(rng, num_frames, height, width, supersample=2):
+    """A random scene rendered along its camera path.
+
+    Args:
+        rng: ``np.random.Generator`` (the video is a deterministic function of it).
+        num_frames: number of frames.
+        height, width: image size in pixels.
+        supersample: sub-pixel rays per pixel side for colour.
+    Returns:
+        ``(scene, poses, intrinsics, frames)``: :class:`Scene`, ``[F, 4, 4]``
+        camera-to-world, ``[4]`` ``(fx, fy, cx, cy)``, list of :class:`Frame`.
+    """
+    scene = random_scene(rng, num_frames)
+    poses = camera_trajectory(scene, num_frames)
+    intrinsics = camera_intrinsics(height, width)
+    frames = [
+        render_frame(scene, pose, i, intrinsics, height, width, supersample)
+        for i, pose in enumerate(poses)
+    ]
+    return scene, poses, intrinsics, frames
+
+
+# ----------------------------------------------------------------------------
+# TFDS builder.
+
+_SPLIT_STREAMS = {"train": 0, "test": 1}
+
+
+def video_rng(seed, split, video):
+    """The generator of one video: independent streams per seed, split and video."""
+    return np.random.default_rng([seed, _SPLIT_STREAMS[split], video])
+
+
+@dataclasses.dataclass
+class SyntheticConfig(tfds.core.BuilderConfig):
+    """Size and content of a synthetic dataset.
+
+    Attributes:
+        height, width: stored frame size in pixels.
+        train_videos, test_videos: videos per split (test scenes are drawn
+            from a different random stream, never seen in training).
+        frames_per_video: frames per video (>= 3); each gives
+            ``frames_per_video - 2`` triplets.
+        seed: random seed of all scenes.
+        supersample: sub-pixel rays per pixel side for colour.
+    """
+
+    height: int = F.DEFAULT_HEIGHT
+    width: int = F.DEFAULT_WIDTH
+    train_videos: int = 40
+    test_videos: int = 8
+    frames_per_video: int = 32
+    seed: int = 0
+    supersample: int = 2
+
+
+def synthetic_config(height, width, train_videos, test_videos, frames_per_video,
+                     seed=0, supersample=2):
+    """A :class:`SyntheticConfig` named after its values (one data directory per choice).
+
+    Raises:
+        ValueError: on a non-positive size or count, or fewer than 3 frames per video.
+    """
+    if min(height, width, train_videos, test_videos, supersample) < 1:
+        raise ValueError(
+            "synthetic: height, width, video counts and supersample must be >= 1, got "
+            f"{height}x{width}, {train_videos}/{test_videos} videos, supersample {supersample}"
+        )
+    if frames_per_video < F.FRAMES_PER_EXAMPLE:
+        raise ValueError(
+            f"synthetic: frames_per_video must be >= {F.FRAMES_PER_EXAMPLE}, got "
+            f"{frames_per_video}"
+        )
+    name = (
+        f"{height}x{width}_train{train_videos}_test{test_videos}"
+        f"_frames{frames_per_video}_seed{seed}_ss{supersample}"
+    )
+    return SyntheticConfig(
+        name=name,
+        description=f"{height}x{width}, {train_videos}+{test_videos} videos of "
+        f"{frames_per_video} frames, seed {seed}",
+        height=height,
+        width=width,
+        train_videos=train_videos,
+        test_videos=test_videos,
+        frames_per_video=frames_per_video,
+        seed=seed,
+        supersample=supersample,
+    )
+
+
+def triplet_examples(split, video, poses, intrinsics, frames):
+    """The ``(key, example)`` pairs of one rendered video, in the shared schema."""
+    video_id = f"{split}_{video:05d}"
+    for t in range(1, len(frames) - 1):
+        window = frames[t - 1 : t + 2]
+        yield f"{video_id}_{t:05d}", {
+            F.RGB: np.stack([f.rgb for f in window]),
+            F.INTRINSICS: intrinsics.astype(np.float32),
+            F.INTRINSICS_KNOWN: True,
+            F.VIDEO_ID: video_id,
+            F.FRAME_IDS: [f"{video_id}/{i:05d}" for i in range(t - 1, t + 2)],
+            F.MASK: np.stack([f.mask[..., None] for f in window]).astype(np.uint8) * 255,
+            F.DEPTH: F.encode_depth(np.stack([f.depth[..., None] for f in window])),
+            F.CAMERA_TO_WORLD: poses[t - 1 : t + 2].astype(np.float32),
+        }
+
+
+class Synthetic(tfds.core.GeneratorBasedBuilder):
+    """Procedural corridor videos with exact depth, poses and moving-object masks."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    BUILDER_CONFIGS = [
+        SyntheticConfig(name="default", description="128x416, 40+8 videos of 32 frames")
+    ]
+
+    def _info(self):
+        return self.dataset_info_from_configs(
+            description=__doc__.split("\n\n")[0],
+            features=F.triplet_features(with_mask=True, with_depth=True, with_pose=True),
+            homepage="https://github.com/google-research/google-research/tree/master/depth_and_motion_learning",
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # everything is rendered
+        config = self.builder_config
+        return {
+            "train": self._generate_examples("train", config.train_videos),
+            "test": self._generate_examples("test", config.test_videos),
+        }
+
+    def _generate_examples(self, split, num_videos):
+        config = self.builder_config
+        for video in range(num_videos):
+            _, poses, intrinsics, frames = render_video(
+                video_rng(config.seed, split, video),
+                config.frames_per_video,
+                config.height,
+                config.width,
+                config.supersample,
+            )
+            yield from triplet_examples(split, video, poses, intrinsics, frames)
+
+
+# ----------------------------------------------------------------------------
+# Command line.
+
+
+def define_flags():
+    """Declares the command-line flags (only when run as a program)."""
+    flags.DEFINE_string("output", None, "TFDS data_dir to write into (required).")
+    flags.DEFINE_integer("height", F.DEFAULT_HEIGHT, "Frame height in pixels.")
+    flags.DEFINE_integer("width", F.DEFAULT_WIDTH, "Frame width in pixels.")
+    flags.DEFINE_integer("train_videos", 40, "Number of training videos.")
+    flags.DEFINE_integer("test_videos", 8, "Number of test videos (unseen scenes).")
+    flags.DEFINE_integer(
+        "frames_per_video", 32, "Frames per video; each video gives frames - 2 triplets."
+    )
+    flags.DEFINE_integer("seed", 0, "Random seed of all scenes.")
+    flags.DEFINE_integer(
+        "supersample", 2, "Sub-pixel rays per pixel side for colour (1 = none)."
+    )
+    flags.mark_flag_as_required("output")
+
+
+def main(argv):
+    del argv
+    FLAGS = flags.FLAGS
+    config = synthetic_config(
+        FLAGS.height, FLAGS.width, FLAGS.train_videos, FLAGS.test_videos,
+        FLAGS.frames_per_video, FLAGS.seed, FLAGS.supersample,
+    )
+    start = time.perf_counter()
+    builder = Synthetic(config=config, data_dir=FLAGS.output)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+    )
+    seconds = time.perf_counter() - start
+    counts = {name: split.num_examples for name, split in builder.info.splits.items()}
+    frames = (config.train_videos + config.test_videos) * config.frames_per_video
+    print(
+        f"synthetic: wrote {counts.get('train', 0)} train and {counts.get('test', 0)} "
+        f"test triplets ({config.height}x{config.width}) to {builder.data_dir} in "
+        f"{seconds:.1f} s ({frames / seconds:.1f} frames/s)"
+    )
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

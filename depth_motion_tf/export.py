@@ -1,0 +1,160 @@
+"""SavedModel export for serving, and in-process predictors.
+
+    python -m depth_motion_tf.export --model_dir=runs/kitti [--checkpoint=...] [--output=...]
+
+Signatures of the SavedModel (any input size; frames are resized to the
+model's resolution inside and outputs resized back where they are images):
+- ``depth``: ``image`` uint8 ``[B, H, W, 3]`` → ``depth`` float32 ``[B, H, W, 1]``.
+- ``motion``: ``image1``, ``image2`` uint8 ``[B, H, W, 3]`` → ``rotation`` ``[B, 3]``
+  (radians, R = Rx Ry Rz), ``translation`` ``[B, 3]`` (camera 1→2, depth units),
+  ``residual_translation`` ``[B, h, w, 3]`` (at the model's resolution),
+  ``intrinsics`` ``[B, 3, 3]`` (the motion net's prediction, pixels of the input size).
+- ``serving_default`` = ``depth``.
+"""
+import dataclasses
+import json
+import os
+
+from absl import app, flags
+import numpy as np
+import tensorflow as tf
+
+CONFIG_FILE = "config.json"
+
+
+def _to_model_input(images, height, width):
+    """uint8 ``[B, H, W, 3]`` → float32 in [0, 1] at ``height`` x ``width``."""
+    images = tf.image.convert_image_dtype(images, tf.float32)
+    return tf.image.resize(images, [height, width], method="bilinear", antialias=True)
+
+
+class _Serving(tf.Module):
+    """Holds the model and the signature functions for ``tf.saved_model.save``."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        image = tf.TensorSpec([None, None, None, 3], tf.uint8)
+        self.depth = tf.function(self._depth, input_signature=[image])
+        self.motion = tf.function(self._motion, input_signature=[image, image])
+
+    def _depth(self, image):
+        size = tf.shape(image)[1:3]
+        depth = self.model(_to_model_input(image, self.model.height, self.model.width))
+        return {"depth": tf.image.resize(depth, size, method="bilinear")}
+
+    def _motion(self, image1, image2):
+        h, w = self.model.height, self.model.width
+        motion = self.model.predict_motion(
+            _to_model_input(image1, h, w), _to_model_input(image2, h, w)
+        )
+        size = tf.cast(tf.shape(image1)[1:3], tf.float32)
+        scale = tf.stack([size[1] / w, size[0] / h, 1.0])
+        return {
+            "rotation": motion["rotation"],
+            "translation": motion["translation"],
+            "residual_translation": motion["residual_translation"],
+            "intrinsics": motion["intrinsics"] * scale[None, :, None],
+        }
+
+
+def export_saved_model(model, path):
+    """Writes ``model`` as a SavedModel with ``depth``, ``motion`` and ``serving_default``.
+
+    Args:
+        model: a built ``DepthMotionModel``.
+        path: output folder (replaced if it exists).
+    Returns:
+        ``path``.
+    """
+    serving = _Serving(model)
+    tmp = path.rstrip("/") + ".tmp"
+    if tf.io.gfile.exists(tmp):
+        tf.io.gfile.rmtree(tmp)
+    tf.saved_model.save(
+        serving,
+        tmp,
+        signatures={
+            "depth": serving.depth,
+            "motion": serving.motion,
+            "serving_default": serving.depth,
+        },
+    )
+    if tf.io.gfile.exists(path):
+        tf.io.gfile.rmtree(path)
+    tf.io.gfile.rename(tmp, path)
+    return path
+
+
+def keras_depth_predictor(model, height, width, batch_size=8):
+    """A numpy predictor around a Keras model (same resizing as the ``depth`` signature).
+
+    Returns:
+        ``predict(images)``: uint8 ``[N, H, W, 3]`` → float32 ``[N, H, W]`` depth.
+    """
+
+    @tf.function(reduce_retracing=True)
+    def run(images):
+        size = tf.shape(images)[1:3]
+        depth = model(_to_model_input(images, height, width))
+        return tf.image.resize(depth, size, method="bilinear")[..., 0]
+
+    def predict(images):
+        images = np.asarray(images)
+        return np.concatenate(
+            [run(images[i : i + batch_size]).numpy() for i in range(0, len(images), batch_size)]
+        )
+
+    return predict
+
+
+def save_config(config, model_dir):
+    """Writes a training config (dataclass) as ``<model_dir>/config.json``."""
+    tf.io.gfile.makedirs(model_dir)
+    values = dataclasses.asdict(config)
+    with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_FILE), "w") as f:
+        json.dump(values, f, indent=2, sort_keys=True)
+
+
+def load_model(model_dir, checkpoint=None):
+    """Rebuilds the model of a training run and restores a checkpoint.
+
+    Args:
+        model_dir: the run's ``--model_dir`` (holds ``config.json`` and ``checkpoints/``).
+        checkpoint: a checkpoint path; the latest in ``model_dir`` when None.
+    Returns:
+        The restored ``DepthMotionModel``.
+    Raises:
+        FileNotFoundError: naming the folder when there is no config or checkpoint.
+    """
+    from depth_motion_tf import train
+
+    config_path = os.path.join(model_dir, CONFIG_FILE)
+    if not tf.io.gfile.exists(config_path):
+        raise FileNotFoundError(f"{config_path}: not found; is {model_dir} a training --model_dir?")
+    with tf.io.gfile.GFile(config_path) as f:
+        config = train.config_from_dict(json.load(f))
+    checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    if not checkpoint:
+        raise FileNotFoundError(f"{model_dir}/checkpoints: no checkpoint found")
+    train.set_precision_policy("off")
+    model = train.build_model(config, tf.distribute.get_strategy())
+    tf.train.Checkpoint(model=model, optimizer=model.optimizer).restore(checkpoint).expect_partial()
+    return model
+
+
+def main(argv):
+    del argv
+    args = flags.FLAGS
+    model = load_model(args.model_dir, args.checkpoint)
+    output = args.output or os.path.join(args.model_dir, "saved_model")
+    export_saved_model(model, output)
+    print(f"Exported step {int(model.optimizer.iterations)} to {output} (signatures: depth, motion)")
+
+
+if __name__ == "__main__":
+    flags.DEFINE_string("model_dir", None, "Training run folder (config.json, checkpoints/).")
+    flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest in --model_dir).")
+    flags.DEFINE_string("output", None, "SavedModel folder (default: <model_dir>/saved_model).")
+    flags.mark_flag_as_required("model_dir")
+    app.run(main)

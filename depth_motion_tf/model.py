@@ -1,0 +1,310 @@
+"""DepthMotionModel: the training step of METHOD.md §1 as a Keras model.
+
+``train_step`` reads like the method: depth for both frames in one call, motion
+for both orders in one call, the full translation field, the intrinsics, all
+losses for both directions in one batched pass, a guarded Adam update.
+"""
+import keras
+import tensorflow as tf
+
+from depth_motion_tf import geometry, visualize
+from depth_motion_tf.losses import DepthMotionLosses, LossWeights
+from depth_motion_tf.networks import DepthNet, MotionNet
+
+INTRINSICS_MODES = ("given", "learned", "learned_per_video")
+
+
+class DepthMotionModel(keras.Model):
+    """Depth and motion networks trained jointly from frame pairs.
+
+    Call it on ``[B, H, W, 3]`` images in [0, 1] to get depth ``[B, H, W, 1]``.
+    ``train_step`` / ``test_step`` take batches from ``depth_motion_tf.data``.
+    """
+
+    def __init__(
+        self,
+        height=128,
+        width=416,
+        loss_weights=LossWeights(),
+        sparsity="l1_2",
+        intrinsics_mode="given",
+        num_videos=1,
+        cascade=True,
+        auto_mask=True,
+        use_mask=False,
+        foreground_dilation=8,
+        learn_depth_scale=False,
+        noise_rampup_steps=10000,
+        field_burnin_steps=20000,
+        summary_every=100,
+        jit_compile_step=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if intrinsics_mode not in INTRINSICS_MODES:
+            raise ValueError(
+                f"intrinsics_mode must be one of {INTRINSICS_MODES}, got {intrinsics_mode!r}"
+            )
+        self.height, self.width = height, width
+        self.intrinsics_mode = intrinsics_mode
+        self.cascade = cascade
+        self.use_mask = use_mask
+        self.foreground_dilation = foreground_dilation
+        self.summary_every = summary_every
+        self.depth_net = DepthNet(
+            learn_scale=learn_depth_scale, noise_rampup_steps=noise_rampup_steps
+        )
+        self.motion_net = MotionNet(
+            auto_mask=auto_mask, field_burnin_steps=field_burnin_steps
+        )
+        self.compute_losses = DepthMotionLosses(loss_weights, sparsity=sparsity)
+        if intrinsics_mode == "learned_per_video":
+            self.video_intrinsics = self.add_weight(
+                shape=(num_videos, 4),
+                initializer=keras.initializers.Constant([1.0, 1.0, 0.5, 0.5]),
+                name="video_intrinsics",
+            )
+        self.bad_steps = tf.Variable(0, trainable=False, dtype=tf.int64, name="bad_steps")
+        self.consecutive_bad_steps = tf.Variable(
+            0, trainable=False, dtype=tf.int64, name="consecutive_bad_steps"
+        )
+        self._trackers = {}
+        self._losses_and_gradients = tf.function(
+            self._losses_and_gradients_eager, jit_compile=jit_compile_step
+        )
+
+    # ---------------------------------------------------------------- inference
+    def call(self, images, training=False):
+        """Depth ``[B, H, W, 1]`` float32 for images ``[B, H, W, 3]`` in [0, 1]."""
+        return self.depth_net(images, training=training)
+
+    def build_for_training(self):
+        """Creates every variable with a dummy forward pass (call inside the strategy scope)."""
+        rgb = tf.zeros([1, 2, self.height, self.width, 3])
+        self.forward(
+            {
+                "rgb": rgb,
+                "intrinsics": tf.eye(3, batch_shape=[1]),
+                "video_index": tf.zeros([1], tf.int32),
+                "mask": tf.zeros([1, 2, self.height, self.width, 1]),
+            },
+            training=False,
+            step=tf.constant(0, tf.int64),
+        )
+
+    def predict_motion(self, image1, image2, intrinsics=None):
+        """Motion 1→2 for inference.
+
+        Args:
+            image1, image2: ``[B, H, W, 3]`` float32 in [0, 1].
+            intrinsics: optional ``[B, 3, 3]``; learned ones are returned otherwise.
+        Returns:
+            dict ``rotation`` ``[B, 3]`` rad, ``translation`` ``[B, 3]``,
+            ``residual_translation`` ``[B, H, W, 3]``, ``intrinsics`` ``[B, 3, 3]``,
+            ``depth`` ``[B, H, W, 1]`` (of image1).
+        """
+        batch = tf.shape(image1)[0]
+        depth = self.depth_net(tf.concat([image1, image2], 0))
+        motion = self.motion_net(self._motion_input(tf.concat([image1, image2], 0), depth))
+        pair_k = _average_directions(motion["intrinsics"])
+        return {
+            "rotation": motion["rotation"][:batch],
+            "translation": motion["background_translation"][:batch],
+            "residual_translation": motion["residual_translation"][:batch],
+            "intrinsics": pair_k[:batch] if intrinsics is None else intrinsics,
+            "depth": depth[:batch],
+        }
+
+    # ------------------------------------------------------------ the method
+    def forward(self, batch, training, step):
+        """Both networks and all losses for both directions (METHOD.md §1).
+
+        Args:
+            batch: dict from ``depth_motion_tf.data`` (``rgb`` ``[B, 2, H, W, 3]``, ...).
+            training: enables the layer-norm noise.
+            step: scalar int64, the optimizer step (drives the schedules).
+        Returns:
+            ``(losses, extras)`` from ``DepthMotionLosses`` plus ``depth``,
+            ``residual_translation``, ``intrinsics`` and ``rgb`` in ``extras``.
+        """
+        rgb1, rgb2 = batch["rgb"][:, 0], batch["rgb"][:, 1]
+        images = tf.concat([rgb1, rgb2], 0)  # [2B]: sources of 1→2, then of 2→1
+        depth = self.depth_net(images, training=training, step=step)
+        motion = self.motion_net(
+            self._motion_input(images, depth), training=training, step=step
+        )
+        residual = motion["residual_translation"]
+        if self.use_mask:
+            residual = residual * self._foreground(batch["mask"])
+        translation = motion["background_translation"][:, None, None, :] + residual
+        intrinsics = self._intrinsics(batch, motion["intrinsics"])
+        losses, extras = self.compute_losses(
+            images,
+            _swap_directions(images),
+            depth,
+            _swap_directions(depth),
+            motion["rotation"],
+            translation,
+            residual,
+            intrinsics,
+        )
+        extras.update(
+            depth=depth, residual_translation=residual, intrinsics=intrinsics, rgb=images
+        )
+        return losses, extras
+
+    def _motion_input(self, images, depth):
+        """``[2B, H, W, 8]`` (RGB, depth, RGB, depth) or ``[2B, H, W, 6]`` without cascade."""
+        other_images, other_depth = _swap_directions(images), _swap_directions(depth)
+        if self.cascade:
+            return tf.concat([images, depth, other_images, other_depth], -1)
+        return tf.concat([images, other_images], -1)
+
+    def _foreground(self, mask):
+        """Source-frame foreground masks ``[2B, H, W, 1]`` dilated by ``foreground_dilation`` px."""
+        masks = tf.concat([mask[:, 0], mask[:, 1]], 0)
+        size = 2 * self.foreground_dilation + 1
+        return tf.nn.max_pool2d(masks, size, strides=1, padding="SAME")
+
+    def _intrinsics(self, batch, predicted):
+        """``[2B, 3, 3]`` intrinsics of both directions, by ``intrinsics_mode``."""
+        if self.intrinsics_mode == "learned":
+            return _average_directions(predicted)
+        if self.intrinsics_mode == "learned_per_video":
+            params = tf.gather(self.video_intrinsics, batch["video_index"])
+            k = geometry.per_video_intrinsics(params, self.height, self.width)
+        else:
+            k = tf.cast(batch["intrinsics"], tf.float32)
+        return tf.concat([k, k], 0)
+
+    # ------------------------------------------------------------ training
+    def _losses_and_gradients_eager(self, batch, step):
+        """Per-replica losses, extras and gradients of the replica-averaged total."""
+        with tf.GradientTape() as tape:
+            losses, extras = self.forward(batch, training=True, step=step)
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            objective = losses["total"] / tf.cast(replicas, tf.float32)
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                objective = self.optimizer.scale_loss(objective)
+        gradients = tape.gradient(objective, self.trainable_variables)
+        return losses, extras, gradients
+
+    def train_step(self, data):
+        step = tf.convert_to_tensor(self.optimizer.iterations, tf.int64)
+        losses, extras, gradients = self._losses_and_gradients(data, step)
+        finite = _all_replicas_finite([losses["total"], *gradients])
+        self._apply_if_finite(gradients, finite)
+        self._write_summaries(losses, extras, step)
+        return self._update_trackers(losses)
+
+    def test_step(self, data):
+        step = tf.convert_to_tensor(self.optimizer.iterations, tf.int64)
+        losses, _ = self.forward(data, training=False, step=step)
+        return self._update_trackers(losses)
+
+    def _apply_if_finite(self, gradients, finite):
+        """Adam update when ``finite``; otherwise no update and a counted bad step.
+
+        Under a strategy that needs merge calls, the condition is taken in
+        cross-replica context (a replica-context cond cannot hold a merge call).
+        """
+        variables = self.trainable_variables
+
+        def count(is_finite):
+            self.bad_steps.assign_add(tf.cast(~is_finite, tf.int64))
+            self.consecutive_bad_steps.assign(
+                tf.where(is_finite, tf.zeros_like(self.consecutive_bad_steps),
+                         self.consecutive_bad_steps + 1)
+            )
+
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            # The loss-scale optimizer skips non-finite steps itself (and lowers its scale).
+            self.optimizer.apply(gradients, variables)
+            count(finite)
+            return
+        apply = lambda: self.optimizer.apply(gradients, variables)  # noqa: E731
+        context = tf.distribute.get_replica_context()
+        if tf.__internal__.distribute.strategy_supports_no_merge_call():
+            tf.cond(finite, apply, lambda: None)
+        else:
+
+            def cross_replica(strategy, finite_per_replica):
+                first = strategy.experimental_local_results(finite_per_replica)[0]
+                tf.cond(
+                    first,
+                    lambda: strategy.extended.call_for_each_replica(apply),
+                    lambda: None,
+                )
+
+            context.merge_call(cross_replica, args=(finite,))
+        count(finite)
+
+    def _update_trackers(self, losses):
+        logs = {}
+        for name, value in losses.items():
+            if name not in self._trackers:
+                self._trackers[name] = keras.metrics.Mean(name=name)
+            self._trackers[name].update_state(value)
+            logs[name] = self._trackers[name].result()
+        return logs
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    def _write_summaries(self, losses, extras, step):
+        """TensorBoard scalars and images every ``summary_every`` steps (no-op without a writer).
+
+        The images are computed only on summary steps (inside the ``tf.cond``).
+        """
+        should_record = tf.equal(step % self.summary_every, 0)
+
+        def record():
+            with tf.summary.record_if(True):
+                self._scalar_summaries(losses, extras, step)
+                self._image_summaries(extras, step)
+
+        tf.cond(should_record, record, lambda: None)
+
+    def _scalar_summaries(self, losses, extras, step):
+        for name, value in losses.items():
+            tf.summary.scalar(f"loss/{name}", value, step=step)
+        tf.summary.scalar("learning_rate", self.optimizer.learning_rate, step=step)
+        tf.summary.scalar("bad_steps", self.bad_steps, step=step)
+        for name, value in self.motion_net.learned_scales().items():
+            tf.summary.scalar(f"motion/{name}", value, step=step)
+        mean_k = tf.reduce_mean(geometry.intrinsics_vector(extras["intrinsics"]), 0)
+        for name, value in zip(("fx", "fy", "cx", "cy"), tf.unstack(mean_k)):
+            tf.summary.scalar(f"intrinsics/{name}", value, step=step)
+
+    def _image_summaries(self, extras, step):
+        images = {
+            "frames": extras["rgb"],
+            "disparity": visualize.colorize_disparity(extras["depth"]),
+            "residual_motion": visualize.colorize_magnitude(extras["residual_translation"]),
+            "depth_proximity_weight": extras["depth_proximity_weight"],
+        }
+        for name, image in images.items():
+            tf.summary.image(name, image, step=step, max_outputs=2)
+
+
+def _swap_directions(x):
+    """Rows ``[B:2B]`` then ``[0:B]``: the other direction of each pair."""
+    half = tf.shape(x)[0] // 2
+    return tf.concat([x[half:], x[:half]], 0)
+
+
+def _average_directions(k):
+    """``(K(1→2) + K(2→1)) / 2`` for both halves of a ``[2B, 3, 3]`` batch."""
+    return (k + _swap_directions(k)) / 2.0
+
+
+def _all_replicas_finite(tensors):
+    """True iff every tensor on every replica is finite (the same answer on all replicas)."""
+    bad = tf.add_n(
+        [tf.reduce_sum(tf.cast(~tf.math.is_finite(t), tf.float32)) for t in tensors if t is not None]
+    )
+    context = tf.distribute.get_replica_context()
+    if context is not None:
+        bad = context.all_reduce(tf.distribute.ReduceOp.SUM, bad)
+    return tf.equal(bad, 0.0)

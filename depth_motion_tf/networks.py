@@ -1,0 +1,566 @@
+"""The depth and motion networks (METHOD.md §2), as Keras 3 layers.
+
+- :class:`DepthNet`: a ResNet-18 U-Net with randomised layer normalisation
+  that maps images to per-pixel depth.
+- :class:`MotionNet`: a fully convolutional encoder that maps a pair of frames
+  (optionally with their depths) to camera rotation, background translation, a
+  per-pixel residual translation field and camera intrinsics.
+
+Both compute in the global Keras dtype policy (e.g. ``mixed_bfloat16``) and
+return float32; normalisation statistics, learned scales, the intrinsics head
+and the motion field itself are kept in float32.
+"""
+import pathlib
+
+import h5py
+import keras
+import numpy as np
+import tensorflow as tf
+
+SERIALIZATION_PACKAGE = "depth_motion_tf"
+
+NORM_EPSILON = 1e-3
+NOISE_RAMPUP_STEPS = 10000
+MAX_NOISE_STDDEV = 0.5
+DEPTH_SIZE_DIVISOR = 32  # the encoder downsamples 5 times by 2
+
+ENCODER_STAGE_FILTERS = (64, 128, 256, 512)  # stages 2..5 of ResNet-18
+BLOCKS_PER_STAGE = 2
+DECODER_FILTERS = (256, 128, 64, 32, 16)  # levels 5..1
+
+MOTION_ENCODER_FILTERS = (16, 32, 64, 128, 256, 512, 1024)  # c1..c7
+MOTION_SCALE_INIT = 0.01
+MOTION_SCALE_MIN = 0.001
+FIELD_BURNIN_STEPS = 20000
+
+
+def noise_stddev(step, rampup_steps=NOISE_RAMPUP_STEPS, max_stddev=MAX_NOISE_STDDEV):
+    """Noise scale of randomised layer normalisation: ``s = max · min(step / rampup, 1)²``.
+
+    Args:
+        step: scalar int or float (tensor), the training iteration.
+        rampup_steps: steps until the full noise scale is reached.
+        max_stddev: the full noise scale.
+    Returns:
+        Scalar float32 tensor, 0 at step 0 and ``max_stddev`` from ``rampup_steps`` on.
+    """
+    progress = tf.minimum(tf.cast(step, tf.float32) / rampup_steps, 1.0)
+    return max_stddev * tf.square(progress)
+
+
+def motion_field_burnin(step, burnin_steps=FIELD_BURNIN_STEPS):
+    """Weight of the residual translation field: ``clip(2 step / burnin_steps - 1, 0, 1)``.
+
+    Args:
+        step: scalar int or float (tensor), the training iteration.
+        burnin_steps: step at which the weight reaches 1.
+    Returns:
+        Scalar float32 tensor: 0 up to ``burnin_steps / 2``, then a linear ramp to 1.
+    """
+    ramp = 2.0 * tf.cast(step, tf.float32) / burnin_steps - 1.0
+    return tf.clip_by_value(ramp, 0.0, 1.0)
+
+
+def resize_bilinear_align_corners(images, size):
+    """Bilinear resize with aligned corner pixels (the reference's convention).
+
+    Args:
+        images: [B, h, w, C] float32.
+        size: [2] int32, the output (H, W).
+    Returns:
+        [B, H, W, C] float32; corner pixels map to corner pixels.
+    """
+    return tf.raw_ops.ResizeBilinear(
+        images=images, size=size, align_corners=True, half_pixel_centers=False
+    )
+
+
+def auto_mask(field):
+    """Keeps the residual translation only where its norm exceeds the mean norm.
+
+    ``n = ||T_res||₂`` per pixel; ``T_res · [n > mean(n)]``, the mean over the
+    batch and all pixels. The mask carries no gradient.
+
+    Args:
+        field: [B, H, W, 3] float32 residual translation.
+    Returns:
+        [B, H, W, 3] float32, zero where the mask is off.
+    """
+    norm = tf.norm(tf.stop_gradient(field), axis=-1, keepdims=True)
+    return field * tf.cast(norm > tf.reduce_mean(norm), field.dtype)
+
+
+def intrinsics_matrix(fx, fy, cx, cy):
+    """Pinhole intrinsics ``[[fx, 0, cx], [0, fy, cy], [0, 0, 1]]``.
+
+    Args:
+        fx, fy, cx, cy: [B] float32, in pixels.
+    Returns:
+        [B, 3, 3] float32.
+    """
+    zeros = tf.zeros_like(fx)
+    ones = tf.ones_like(fx)
+    rows = [
+        tf.stack([fx, zeros, cx], axis=-1),
+        tf.stack([zeros, fy, cy], axis=-1),
+        tf.stack([zeros, zeros, ones], axis=-1),
+    ]
+    return tf.stack(rows, axis=-2)
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class MinValue(keras.constraints.Constraint):
+    """Clips a weight from below: ``w ← max(w, min_value)``."""
+
+    def __init__(self, min_value):
+        self.min_value = min_value
+
+    def __call__(self, w):
+        return tf.maximum(w, tf.cast(self.min_value, w.dtype))
+
+    def get_config(self):
+        return {"min_value": self.min_value}
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class RandomizedLayerNorm(keras.layers.Layer):
+    """Randomised layer normalisation (METHOD.md §2), per example and channel.
+
+    ``μ, σ²`` are the mean and variance over H, W. In training both are
+    multiplied by independent ``1 + n``, ``n ~ TruncatedNormal(0, s)`` (one draw
+    per example and channel); the output is ``γ (x - μ') / sqrt(σ²' + ε) + β``.
+    Statistics are computed in float32; the output has the input's dtype.
+    """
+
+    def __init__(self, epsilon=NORM_EPSILON, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.gamma = self.add_weight(
+            shape=(channels,), initializer="ones", name="gamma", autocast=False
+        )
+        self.beta = self.add_weight(
+            shape=(channels,), initializer="zeros", name="beta", autocast=False
+        )
+
+    def call(self, inputs, noise_stddev=0.0, training=False):
+        """Args:
+            inputs: [B, H, W, C] float (any float dtype).
+            noise_stddev: scalar float, the noise scale ``s`` (used only in training).
+            training: whether to perturb the statistics.
+        Returns:
+            [B, H, W, C], the dtype of ``inputs``.
+        """
+        x = tf.cast(inputs, tf.float32)
+        mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)
+        if training:
+            stddev = tf.cast(noise_stddev, tf.float32)
+            mean *= 1.0 + tf.random.truncated_normal(tf.shape(mean), stddev=stddev)
+            variance *= 1.0 + tf.random.truncated_normal(tf.shape(variance), stddev=stddev)
+        normalized = (x - mean) * tf.math.rsqrt(variance + self.epsilon)
+        return tf.cast(self.gamma * normalized + self.beta, inputs.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"epsilon": self.epsilon})
+        return config
+
+
+def _encoder_conv(filters, kernel_size, strides, name):
+    return keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name=name,
+    )
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class ResNet18Encoder(keras.layers.Layer):
+    """ResNet-18 feature extractor with randomised layer normalisation.
+
+    Layer names (stable, used by the encoder weight files): ``conv1``, ``norm1``,
+    and per block ``stage{2..5}_block{1,2}_{conv1,norm1,conv2,norm2}``, plus
+    ``stage{3..5}_block1_shortcut_{conv,norm}`` for the strided blocks.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv1 = _encoder_conv(64, 7, 2, "conv1")
+        self.norm1 = RandomizedLayerNorm(name="norm1")
+        self.max_pool = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="max_pool")
+        self.blocks = []
+        for stage, filters in enumerate(ENCODER_STAGE_FILTERS, start=2):
+            for block in range(1, BLOCKS_PER_STAGE + 1):
+                strides = 2 if (stage > 2 and block == 1) else 1
+                self.blocks.append(self._basic_block_layers(f"stage{stage}_block{block}", filters, strides))
+
+    @staticmethod
+    def _basic_block_layers(prefix, filters, strides):
+        layers = {
+            "conv1": _encoder_conv(filters, 3, strides, f"{prefix}_conv1"),
+            "norm1": RandomizedLayerNorm(name=f"{prefix}_norm1"),
+            "conv2": _encoder_conv(filters, 3, 1, f"{prefix}_conv2"),
+            "norm2": RandomizedLayerNorm(name=f"{prefix}_norm2"),
+        }
+        if strides != 1:
+            layers["shortcut_conv"] = _encoder_conv(filters, 1, strides, f"{prefix}_shortcut_conv")
+            layers["shortcut_norm"] = RandomizedLayerNorm(name=f"{prefix}_shortcut_norm")
+        return layers
+
+    def parameter_layers(self):
+        """The layers that hold weights, in order: list of Keras layers."""
+        layers = [self.conv1, self.norm1]
+        for block in self.blocks:
+            layers.extend(block.values())
+        return layers
+
+    def named_variables(self):
+        """Encoder variables keyed ``"<layer name>/<weight name>"`` (e.g. ``"conv1/kernel"``)."""
+        return {
+            f"{layer.name}/{variable.name}": variable
+            for layer in self.parameter_layers()
+            for variable in layer.weights
+        }
+
+    def _basic_block(self, x, layers, noise, training):
+        shortcut = x
+        if "shortcut_conv" in layers:
+            shortcut = layers["shortcut_norm"](layers["shortcut_conv"](x), noise_stddev=noise, training=training)
+        x = tf.nn.relu(layers["norm1"](layers["conv1"](x), noise_stddev=noise, training=training))
+        x = layers["norm2"](layers["conv2"](x), noise_stddev=noise, training=training)
+        return tf.nn.relu(x + shortcut)
+
+    def call(self, inputs, noise_stddev=0.0, training=False):
+        """Args:
+            inputs: [B, H, W, 3] float, images scaled to [-1, 1].
+            noise_stddev: scalar float, the normalisation noise scale in training.
+            training: whether the normalisation statistics are perturbed.
+        Returns:
+            List ``[e1, ..., e5]`` with strides 2, 4, 8, 16, 32 and 64, 64, 128,
+            256, 512 channels.
+        """
+        e1 = tf.nn.relu(self.norm1(self.conv1(inputs), noise_stddev=noise_stddev, training=training))
+        x = self.max_pool(e1)
+        features = [e1]
+        for index, layers in enumerate(self.blocks):
+            x = self._basic_block(x, layers, noise_stddev, training)
+            if index % BLOCKS_PER_STAGE == BLOCKS_PER_STAGE - 1:
+                features.append(x)
+        return features
+
+
+def _weight_regularizer(weight_decay):
+    return keras.regularizers.L2(weight_decay) if weight_decay else None
+
+
+def _check_depth_input_size(images):
+    height, width = images.shape[1], images.shape[2]
+    for axis, size in (("height", height), ("width", width)):
+        if size is not None and size % DEPTH_SIZE_DIVISOR:
+            raise ValueError(
+                f"DepthNet: image {axis} {size} is not a multiple of {DEPTH_SIZE_DIVISOR} "
+                f"(input shape {tuple(images.shape)})."
+            )
+
+
+def _write_weight_dict(path, arrays):
+    path = pathlib.Path(path)
+    if path.suffix == ".npz":
+        np.savez(path, **arrays)
+    elif path.suffix == ".h5":
+        with h5py.File(path, "w") as file:
+            for name, array in arrays.items():
+                file[name] = array
+    else:
+        raise ValueError(f"{path}: unsupported weight file type; use .npz or .weights.h5.")
+
+
+def _read_weight_dict(path):
+    path = pathlib.Path(path)
+    if path.suffix == ".npz":
+        with np.load(path) as file:
+            return {name: file[name] for name in file.files}
+    if path.suffix == ".h5":
+        arrays = {}
+        with h5py.File(path, "r") as file:
+            file.visititems(
+                lambda name, item: arrays.__setitem__(name, item[()])
+                if isinstance(item, h5py.Dataset)
+                else None
+            )
+        return arrays
+    raise ValueError(f"{path}: unsupported weight file type; use .npz or .weights.h5.")
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class DepthNet(keras.Model):
+    """ResNet-18 U-Net depth network (METHOD.md §2).
+
+    Call: ``depth_net(images, training=False, step=None)`` with images
+    [B, H, W, 3] float in [0, 1], H and W multiples of 32; returns depth
+    [B, H, W, 1] float32, strictly positive (softplus), in learned units. In
+    training the normalisation noise scale is ``noise_stddev(step)`` (full
+    noise when ``step`` is None); there is never noise at inference.
+    """
+
+    def __init__(self, learn_scale=False, weight_decay=0.0, name="depth_net", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.learn_scale = learn_scale
+        self.weight_decay = weight_decay
+        self.encoder = ResNet18Encoder(name="encoder")
+        regularizer = _weight_regularizer(weight_decay)
+        self.upconvs = []
+        self.iconvs = []
+        for level, filters in zip(range(5, 0, -1), DECODER_FILTERS):
+            self.upconvs.append(
+                keras.layers.Conv2DTranspose(
+                    filters, 3, strides=2, padding="same", activation="relu",
+                    kernel_regularizer=regularizer, name=f"upconv{level}",
+                )
+            )
+            self.iconvs.append(
+                keras.layers.Conv2D(
+                    filters, 3, padding="same", activation="relu",
+                    kernel_regularizer=regularizer, name=f"iconv{level}",
+                )
+            )
+        self.depth_conv = keras.layers.Conv2D(
+            1, 3, padding="same", activation="softplus", kernel_regularizer=regularizer,
+            dtype="float32", name="depth",
+        )
+        if learn_scale:
+            self.depth_scale = self.add_weight(
+                shape=(), initializer="ones", name="depth_scale", autocast=False,
+                constraint=MinValue(MOTION_SCALE_MIN),
+            )
+
+    def call(self, images, training=False, step=None):
+        _check_depth_input_size(images)
+        if not training:
+            noise = 0.0
+        elif step is None:
+            noise = MAX_NOISE_STDDEV
+        else:
+            noise = noise_stddev(step)
+        e1, e2, e3, e4, e5 = self.encoder(2.0 * images - 1.0, noise_stddev=noise, training=training)
+        x = e5
+        for upconv, iconv, skip in zip(self.upconvs, self.iconvs, (e4, e3, e2, e1, None)):
+            x = upconv(x)
+            if skip is not None:
+                x = tf.concat([x, skip], axis=-1)
+            x = iconv(x)
+        depth = self.depth_conv(x)
+        if self.learn_scale:
+            depth *= self.depth_scale
+        return tf.cast(depth, tf.float32)
+
+    def _build_encoder(self):
+        if not self.encoder.built:
+            self.encoder(tf.zeros([1, DEPTH_SIZE_DIVISOR, DEPTH_SIZE_DIVISOR, 3], self.compute_dtype))
+
+    def save_encoder_weights(self, path):
+        """Writes the encoder weights as a dict ``name → array`` (``.npz`` or ``.weights.h5``).
+
+        Names are ``"<layer>/<weight>"``, e.g. ``"stage3_block1_conv1/kernel"``
+        (see :class:`ResNet18Encoder`).
+        """
+        self._build_encoder()
+        arrays = {name: variable.numpy() for name, variable in self.encoder.named_variables().items()}
+        _write_weight_dict(path, arrays)
+
+    def load_encoder_weights(self, path):
+        """Initialises the encoder from a weight file written like :meth:`save_encoder_weights`.
+
+        For ImageNet-pretrained ResNet-18 weights converted to this naming
+        (norm ``gamma``/``beta`` take the batch-norm scale and offset).
+
+        Raises:
+            ValueError: naming the file and the missing, unexpected or mis-shaped names;
+                no weight is changed in that case.
+        """
+        self._build_encoder()
+        arrays = _read_weight_dict(path)
+        variables = self.encoder.named_variables()
+        missing = sorted(set(variables) - set(arrays))
+        unexpected = sorted(set(arrays) - set(variables))
+        if missing or unexpected:
+            raise ValueError(
+                f"{path}: encoder weight names do not match ResNet-18; "
+                f"missing {missing}, unexpected {unexpected}."
+            )
+        for name, variable in variables.items():
+            if tuple(arrays[name].shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"{path}: weight {name!r} has shape {tuple(arrays[name].shape)}, "
+                    f"expected {tuple(variable.shape)}."
+                )
+        for name, variable in variables.items():
+            variable.assign(arrays[name].astype(variable.dtype))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"learn_scale": self.learn_scale, "weight_decay": self.weight_decay})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class MotionFieldRefinement(keras.layers.Layer):
+    """One coarse-to-fine refinement step of the residual translation (METHOD.md §2).
+
+    With features ``L`` of C channels and ``m = max(4, C)``:
+    ``up = resize(field, size(L))`` (bilinear, aligned corners); ``x = [up, L]``;
+    ``a = conv3x3_m(x)``; ``b = conv3x3_m(conv3x3_m(x))`` (ReLU, bias);
+    ``field = up + conv1x1_3([a, b])`` (linear, no bias).
+    The field stays float32 (no autocasting of the inputs); the convolutions
+    compute in the layer policy's dtype.
+    """
+
+    def __init__(self, weight_decay=0.0, **kwargs):
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        self.weight_decay = weight_decay
+
+    def build(self, field_shape, features_shape):
+        width = max(4, features_shape[-1])
+        regularizer = _weight_regularizer(self.weight_decay)
+
+        def conv(filters, kernel_size, name, activation, use_bias):
+            return keras.layers.Conv2D(
+                filters, kernel_size, padding="same", activation=activation, use_bias=use_bias,
+                kernel_regularizer=regularizer, dtype=self.dtype_policy, name=name,
+            )
+
+        self.conv_a = conv(width, 3, "conv_a", "relu", True)
+        self.conv_b1 = conv(width, 3, "conv_b1", "relu", True)
+        self.conv_b2 = conv(width, 3, "conv_b2", "relu", True)
+        self.conv_output = conv(3, 1, "conv_output", None, False)
+
+    def call(self, field, features):
+        """Args:
+            field: [B, h, w, 3] float32, the coarser residual translation.
+            features: [B, H, W, C] float (compute dtype), the level's features ``L``.
+        Returns:
+            [B, H, W, 3] float32, the refined residual translation.
+        """
+        up = resize_bilinear_align_corners(tf.cast(field, tf.float32), tf.shape(features)[1:3])
+        x = tf.concat([tf.cast(up, features.dtype), features], axis=-1)
+        a = self.conv_a(x)
+        b = self.conv_b2(self.conv_b1(x))
+        return up + tf.cast(self.conv_output(tf.concat([a, b], axis=-1)), tf.float32)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"weight_decay": self.weight_decay})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class MotionNet(keras.Model):
+    """Motion network (METHOD.md §2): ego-motion, residual translation field, intrinsics.
+
+    Call: ``motion_net(x, training=False, step=None)`` with ``x`` [B, H, W, 8]
+    (RGB, depth, RGB, depth) or [B, H, W, 6] (RGB, RGB). Returns a dict of
+    float32 tensors:
+
+    - ``rotation`` [B, 3]: angles (rx, ry, rz) in radians;
+    - ``background_translation`` [B, 3]: in depth units;
+    - ``residual_translation`` [B, H, W, 3]: per-pixel, in depth units,
+      auto-masked (if on) and weighted by :func:`motion_field_burnin` when
+      ``step`` is given (``step=None``: fully on);
+    - ``intrinsics`` [B, 3, 3]: in pixels.
+    """
+
+    def __init__(
+        self, auto_mask=True, field_burnin_steps=FIELD_BURNIN_STEPS, weight_decay=0.0,
+        name="motion_net", **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        self.auto_mask = auto_mask
+        self.field_burnin_steps = field_burnin_steps
+        self.weight_decay = weight_decay
+        self._regularizer = _weight_regularizer(weight_decay)
+        self.encoder_convs = [
+            self._conv(filters, 3, f"conv{index}", strides=2)
+            for index, filters in enumerate(MOTION_ENCODER_FILTERS, start=1)
+        ]
+        self.background_motion = self._conv(
+            6, 1, "background_motion", activation=None, use_bias=False, dtype="float32"
+        )
+        self.residual_translation = self._conv(
+            3, 1, "residual_translation", activation=None, dtype="float32"
+        )
+        # Refinement levels: c7 .. c1, then the network input (level 0).
+        self.refinements = [
+            MotionFieldRefinement(weight_decay, name=f"refine{level}")
+            for level in range(len(MOTION_ENCODER_FILTERS), -1, -1)
+        ]
+        self.intrinsics_focal = self._conv(2, 1, "intrinsics_focal", activation=None, dtype="float32")
+        self.intrinsics_offset = self._conv(
+            2, 1, "intrinsics_offset", activation=None, use_bias=False, dtype="float32"
+        )
+        self.rotation_scale = self._scale("rotation_scale")
+        self.translation_scale = self._scale("translation_scale")
+
+    def _conv(self, filters, kernel_size, name, strides=1, activation="relu", use_bias=True, dtype=None):
+        return keras.layers.Conv2D(
+            filters, kernel_size, strides=strides, padding="same", activation=activation,
+            use_bias=use_bias, kernel_regularizer=self._regularizer, name=name, dtype=dtype,
+        )
+
+    def _scale(self, name):
+        return self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(MOTION_SCALE_INIT), name=name,
+            autocast=False, constraint=MinValue(MOTION_SCALE_MIN),
+        )
+
+    def _intrinsics(self, bottleneck, height, width):
+        """``(fx, fy) = softplus(conv(b)) (W, H)``, ``(cx, cy) = (conv(b) + 0.5) (W, H)``; [B, 3, 3]."""
+        size = tf.cast(tf.stack([width, height]), tf.float32)
+        focal = tf.nn.softplus(self.intrinsics_focal(bottleneck))[:, 0, 0, :] * size
+        centre = (self.intrinsics_offset(bottleneck)[:, 0, 0, :] + 0.5) * size
+        return intrinsics_matrix(focal[:, 0], focal[:, 1], centre[:, 0], centre[:, 1])
+
+    def call(self, inputs, training=False, step=None):
+        encoded = []
+        x = inputs
+        for conv in self.encoder_convs:
+            x = conv(x)
+            encoded.append(x)
+        bottleneck = tf.cast(tf.reduce_mean(encoded[-1], axis=[1, 2], keepdims=True), tf.float32)
+        background = self.background_motion(bottleneck)
+        rotation = background[:, 0, 0, :3] * self.rotation_scale
+        translation = background[:, 0, 0, 3:] * self.translation_scale
+
+        field = self.residual_translation(background)
+        for features, refine in zip(encoded[::-1] + [inputs], self.refinements):
+            field = refine(field, features)
+        field *= self.translation_scale
+        if self.auto_mask:
+            field = auto_mask(field)
+        if step is not None:
+            field *= motion_field_burnin(step, self.field_burnin_steps)
+
+        shape = tf.shape(inputs)
+        return {
+            "rotation": rotation,
+            "background_translation": translation,
+            "residual_translation": field,
+            "intrinsics": self._intrinsics(bottleneck, shape[1], shape[2]),
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "auto_mask": self.auto_mask,
+                "field_burnin_steps": self.field_burnin_steps,
+                "weight_decay": self.weight_decay,
+            }
+        )
+        return config

@@ -1,0 +1,286 @@
+"""Ego-motion evaluation on KITTI odometry (METHOD.md §6): snippet ATE, trajectories, CLI.
+
+The motion network predicts, for each consecutive pair (t, t+1), rotation
+angles ``(rx, ry, rz)`` (``R = Rx Ry Rz``, METHOD.md §3) and a translation
+``t`` that map frame-t camera coordinates to frame-(t+1) ones:
+``X_{t+1} = R X_t + t``. Chaining these gives camera-to-world poses with
+frame 0 as the world.
+
+The score is the absolute trajectory error over every 5-frame snippet: both
+snippets are expressed in their first frame's camera coordinates (the first
+frames aligned), the predicted positions are multiplied by the least-squares
+scale, and the error is ``sqrt(sum ||s·p - g||²) / K`` over the K frames, as in
+the SfMLearner/struct2depth evaluation; reported as mean ± std over snippets.
+
+CLI::
+
+    python -m depth_motion_tf.odometry --poses_gt=/data/kitti_odometry/poses/09.txt \\
+        --predictions=/tmp/motion_09.npy --output_dir=/tmp/odometry_09
+
+prints ``ATE mean ± std`` and writes ``odometry.json``, the chained
+trajectory ``trajectory.txt`` (KITTI pose format) and ``trajectory.png``.
+"""
+import json
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tqdm  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+SNIPPET_LENGTH = 5
+
+
+def rotation_from_angles(angles):
+    """``R = Rx(rx) · Ry(ry) · Rz(rz)`` (METHOD.md §3).
+
+    Args:
+        angles: ``[..., 3]`` float radians ``(rx, ry, rz)``.
+    Returns:
+        ``[..., 3, 3]`` float64 rotation matrices.
+    """
+    angles = np.asarray(angles, dtype=np.float64)
+    cos, sin = np.cos(angles), np.sin(angles)
+    one, zero = np.ones(angles.shape[:-1]), np.zeros(angles.shape[:-1])
+
+    def matrix(rows):
+        return np.stack([np.stack(row, axis=-1) for row in rows], axis=-2)
+
+    rx = matrix([[one, zero, zero], [zero, cos[..., 0], -sin[..., 0]], [zero, sin[..., 0], cos[..., 0]]])
+    ry = matrix([[cos[..., 1], zero, sin[..., 1]], [zero, one, zero], [-sin[..., 1], zero, cos[..., 1]]])
+    rz = matrix([[cos[..., 2], -sin[..., 2], zero], [sin[..., 2], cos[..., 2], zero], [zero, zero, one]])
+    return rx @ ry @ rz
+
+
+def motion_matrices(motions):
+    """Per-pair motions ``[N, 6]`` ``(rx, ry, rz, tx, ty, tz)`` → ``[N, 4, 4]`` with ``X2 = R X1 + t``."""
+    motions = np.asarray(motions, dtype=np.float64)
+    matrices = np.tile(np.eye(4), (len(motions), 1, 1))
+    matrices[:, :3, :3] = rotation_from_angles(motions[:, :3])
+    matrices[:, :3, 3] = motions[:, 3:]
+    return matrices
+
+
+def chain_motions(matrices):
+    """Chains pair motions into camera-to-world poses, frame 0 being the world.
+
+    Args:
+        matrices: ``[N, 4, 4]``, matrix t maps frame-t to frame-(t+1) coordinates.
+    Returns:
+        ``[N + 1, 4, 4]`` float64 camera-to-world poses ``P_0 = I``,
+        ``P_{t+1} = P_t · M_t⁻¹``.
+    """
+    poses = [np.eye(4)]
+    for matrix in matrices:
+        poses.append(poses[-1] @ np.linalg.inv(matrix))
+    return np.stack(poses)
+
+
+def relative_to_first(poses):
+    """``[K, 4, 4]`` camera-to-world poses → the same in the first camera's coordinates (``P_0⁻¹ P_i``)."""
+    return np.linalg.inv(poses[0]) @ poses
+
+
+def least_squares_scale(gt_xyz, pred_xyz):
+    """The ``s`` minimising ``sum ||s·pred - gt||²``: ``sum(gt·pred) / sum(pred·pred)``.
+
+    Args:
+        gt_xyz, pred_xyz: ``[K, 3]`` positions.
+    """
+    denominator = float(np.sum(pred_xyz * pred_xyz))
+    return float(np.sum(gt_xyz * pred_xyz)) / denominator if denominator > 0 else 1.0
+
+
+def absolute_trajectory_error(gt_xyz, pred_xyz):
+    """ATE of one snippet after first-frame alignment and a least-squares scale.
+
+    Args:
+        gt_xyz, pred_xyz: ``[K, 3]`` positions in the first frame's camera coordinates.
+    Returns:
+        float, ``sqrt(sum_k ||s·(p_k - p_0) - (g_k - g_0)||²) / K`` in GT units (metres).
+    """
+    gt_xyz = gt_xyz - gt_xyz[0]
+    pred_xyz = pred_xyz - pred_xyz[0]
+    scale = least_squares_scale(gt_xyz, pred_xyz)
+    return float(np.sqrt(np.sum((scale * pred_xyz - gt_xyz) ** 2)) / len(gt_xyz))
+
+
+def snippet_ates(gt_poses, matrices, snippet_length=SNIPPET_LENGTH):
+    """ATE of every snippet of ``snippet_length`` consecutive frames (stride 1).
+
+    Args:
+        gt_poses: ``[N, 4, 4]`` ground-truth camera-to-world poses.
+        matrices: ``[N - 1, 4, 4]`` predicted pair motions (see :func:`motion_matrices`).
+    Returns:
+        ``[N - snippet_length + 1]`` float64 errors.
+    """
+    if len(matrices) != len(gt_poses) - 1:
+        raise ValueError(f"{len(matrices)} pair motions for {len(gt_poses)} poses; expected {len(gt_poses) - 1}")
+    errors = []
+    for start in range(len(gt_poses) - snippet_length + 1):
+        gt = relative_to_first(gt_poses[start : start + snippet_length])[:, :3, 3]
+        pred = chain_motions(matrices[start : start + snippet_length - 1])[:, :3, 3]
+        errors.append(absolute_trajectory_error(gt, pred))
+    return np.array(errors)
+
+
+def read_kitti_poses(path):
+    """A KITTI pose file (12 numbers a line, row-major 3x4 camera-to-world) → ``[N, 4, 4]`` float64."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: pose file not found")
+    poses = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            values = np.array([float(x) for x in line.split()])
+        except ValueError:
+            values = np.array([])
+        if values.shape != (12,):
+            raise ValueError(f"{path}:{number}: expected 12 numbers, got {line!r}")
+        poses.append(np.vstack([values.reshape(3, 4), [0.0, 0.0, 0.0, 1.0]]))
+    return np.stack(poses)
+
+
+def write_kitti_poses(path, poses):
+    """Writes ``[N, 4, 4]`` camera-to-world poses as a KITTI pose file."""
+    rows = np.asarray(poses)[:, :3, :].reshape(-1, 12)
+    pathlib.Path(path).write_text("".join(" ".join(f"{v:.9e}" for v in row) + "\n" for row in rows))
+
+
+def plot_trajectory(gt_poses, pred_poses, path, title=""):
+    """Top view (x right, z forward) of both trajectories, the prediction at its least-squares scale.
+
+    Args:
+        gt_poses, pred_poses: ``[N, 4, 4]`` camera-to-world poses, compared in the
+            first ground-truth camera's coordinates.
+        path: output PNG.
+    Returns:
+        the global scale applied to the prediction.
+    """
+    gt = relative_to_first(gt_poses)[:, :3, 3]
+    pred = relative_to_first(pred_poses)[:, :3, 3]
+    scale = least_squares_scale(gt, pred)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.plot(gt[:, 0], gt[:, 2], "k-", label="ground truth")
+    ax.plot(scale * pred[:, 0], scale * pred[:, 2], "r-", label=f"prediction (x{scale:.3g})")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("z (m)")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_title(title)
+    ax.legend()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return scale
+
+
+def saved_model_motions(saved_model, image_paths, batch_size=8, input_size=None):
+    """Runs a SavedModel's ``motion`` signature on consecutive frame pairs.
+
+    Args:
+        saved_model: SavedModel folder; signature ``motion``: ``image1``, ``image2``
+            ``[B, H, W, 3]`` uint8 → ``rotation`` ``[B, 3]``, ``translation`` ``[B, 3]``.
+        image_paths: sorted frame files.
+        input_size: optional ``(height, width)`` the frames are resized to.
+    Returns:
+        ``[len(image_paths) - 1, 6]`` float64 ``(rx, ry, rz, tx, ty, tz)``.
+    """
+    loaded = tf.saved_model.load(str(saved_model))
+    if "motion" not in loaded.signatures:
+        raise ValueError(f"{saved_model}: SavedModel has no 'motion' signature (has {list(loaded.signatures)})")
+    signature = loaded.signatures["motion"]
+
+    def read(path):
+        image = tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False)
+        if input_size:
+            image = tf.cast(tf.round(tf.image.resize(image, input_size, antialias=True)), tf.uint8)
+        return image
+
+    frames = [read(p) for p in tqdm.tqdm(image_paths, desc="reading frames", unit="frame")]
+    motions = []
+    for start in tqdm.trange(0, len(frames) - 1, batch_size, desc="predicting", unit="batch"):
+        stop = min(start + batch_size, len(frames) - 1)
+        out = signature(image1=tf.stack(frames[start:stop]), image2=tf.stack(frames[start + 1 : stop + 1]))
+        rotation = tf.reshape(out["rotation"], [-1, 3])
+        translation = tf.reshape(out["translation"], [-1, 3])
+        motions.append(tf.concat([rotation, translation], axis=1).numpy())
+    return np.concatenate(motions).astype(np.float64)
+
+
+# ------------------------------------------------------------------ CLI ----
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Declares the CLI flags on ``flag_values`` (not at import)."""
+    fv = flag_values
+    flags.DEFINE_string("poses_gt", None, "KITTI ground-truth pose file (poses/09.txt).", flag_values=fv)
+    flags.DEFINE_string(
+        "predictions", None,
+        "A .npy [N-1, 6] of per-pair (rx, ry, rz, tx, ty, tz), or a SavedModel with a 'motion' signature.",
+        flag_values=fv)
+    flags.DEFINE_string("sequence_dir", None, "With a SavedModel: the sequence folder (holding image_2/*.png).",
+                        flag_values=fv)
+    flags.DEFINE_integer("input_height", 0, "Resize frames to this height (0: native).", flag_values=fv)
+    flags.DEFINE_integer("input_width", 0, "Resize frames to this width (0: native).", flag_values=fv)
+    flags.DEFINE_integer("batch_size", 8, "Frame pairs per model call.", flag_values=fv)
+    flags.DEFINE_integer("snippet_length", SNIPPET_LENGTH, "Frames per ATE snippet (default 5).", flag_values=fv)
+    flags.DEFINE_string("output_dir", None, "Where odometry.json, trajectory.txt/.png are written.",
+                        flag_values=fv)
+    flags.mark_flags_as_required(["poses_gt", "predictions", "output_dir"], flag_values=fv)
+
+
+def motions_from_flags(fv):
+    """The ``[N-1, 6]`` per-pair motions the flags point to."""
+    path = pathlib.Path(fv.predictions)
+    if path.is_dir():
+        if not fv.sequence_dir:
+            raise app.UsageError("a SavedModel needs --sequence_dir")
+        image_paths = sorted((pathlib.Path(fv.sequence_dir) / "image_2").glob("*.png"))
+        if not image_paths:
+            raise FileNotFoundError(f"{fv.sequence_dir}/image_2: no .png frames")
+        input_size = (fv.input_height, fv.input_width) if fv.input_height and fv.input_width else None
+        return saved_model_motions(path, image_paths, fv.batch_size, input_size)
+    if path.suffix != ".npy" or not path.is_file():
+        raise FileNotFoundError(f"{path}: expected a .npy of [N-1, 6] motions or a SavedModel folder")
+    motions = np.load(path)
+    if motions.ndim != 2 or motions.shape[1] != 6:
+        raise ValueError(f"{path}: expected shape [N-1, 6], got {motions.shape}")
+    return motions
+
+
+def run(fv):
+    """Scores the predicted motions, writes the trajectory, plot and JSON; returns the summary dict."""
+    gt_poses = read_kitti_poses(fv.poses_gt)
+    matrices = motion_matrices(motions_from_flags(fv))
+    errors = snippet_ates(gt_poses, matrices, fv.snippet_length)
+    output_dir = pathlib.Path(fv.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    trajectory = chain_motions(matrices)
+    write_kitti_poses(output_dir / "trajectory.txt", trajectory)
+    global_scale = plot_trajectory(gt_poses, trajectory, output_dir / "trajectory.png", pathlib.Path(fv.poses_gt).stem)
+    summary = {
+        "ate_mean": float(np.mean(errors)),
+        "ate_std": float(np.std(errors)),
+        "num_snippets": len(errors),
+        "trajectory_scale": global_scale,
+    }
+    config = {flag.name: flag.value for flag in fv.get_flags_for_module(define_flags.__module__)}
+    (output_dir / "odometry.json").write_text(json.dumps({"results": summary, "config": config}, indent=2))
+    print(f"ATE {summary['ate_mean']:.4f} ± {summary['ate_std']:.4f} m over {len(errors)} {fv.snippet_length}-frame snippets")
+    print(f"Wrote {output_dir / 'odometry.json'}, {output_dir / 'trajectory.txt'}, {output_dir / 'trajectory.png'}")
+    return summary
+
+
+def main(argv):
+    del argv
+    run(flags.FLAGS)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

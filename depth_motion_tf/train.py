@@ -1,0 +1,356 @@
+"""Trains depth and motion from monocular video.
+
+    python -m depth_motion_tf.train --flagfile=configs/kitti.flags
+
+flags → strategy → data → model → callbacks → fit → export. Outputs in
+``--model_dir``: TensorBoard logs (``train/``), checkpoints (``checkpoints/``,
+the last ``--keep_checkpoints``), and the exported SavedModel (``saved_model/``).
+Re-running the same command after a kill resumes from the last checkpoint.
+"""
+import dataclasses
+import json
+import math
+import os
+import time
+
+from absl import app, flags
+import keras
+import tensorflow as tf
+
+from depth_motion_tf import data, export
+from depth_motion_tf.losses import LossWeights
+from depth_motion_tf.model import DepthMotionModel
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run needs; the CLI fills it from flags (same names)."""
+
+    data: str
+    model_dir: str
+    split: str = "train"
+    eval_data: str = None
+    eval_split: str = "test"
+    height: int = 128
+    width: int = 416
+    pair: str = "first"
+    crop: bool = True
+    flip: bool = True
+    cache: bool = False
+    seed: int = None
+    batch_size: int = 16
+    num_steps: int = 1_000_000
+    learning_rate: float = 2e-4
+    clip_norm: float = 10.0
+    max_bad_steps: int = 100
+    jit_compile: bool = False
+    mixed_precision: str = "off"
+    intrinsics: str = "given"
+    num_videos: int = 1024
+    cascade: bool = True
+    auto_mask: bool = True
+    use_mask: bool = False
+    foreground_dilation: int = 8
+    learn_depth_scale: bool = False
+    sparsity: str = "l1_2"
+    noise_rampup_steps: int = 10000
+    field_burnin_steps: int = 20000
+    encoder_weights: str = None
+    loss_weights: LossWeights = LossWeights()
+    summary_every: int = 100
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 5
+    export: bool = True
+    verbose: int = 1
+
+
+# ------------------------------------------------------------------ flags
+_LOSS_NAMES = [f.name for f in dataclasses.fields(LossWeights)]
+_HELP = {
+    "data": "Training data: a data_prep dataset directory or a shard glob.",
+    "model_dir": "Output folder: TensorBoard logs, checkpoints, SavedModel.",
+    "split": "Split of --data to train on.",
+    "eval_data": "Optional dataset with ground-truth depth, evaluated before and after training.",
+    "eval_split": "Split of --eval_data.",
+    "height": "Training image height in pixels (multiple of 32).",
+    "width": "Training image width in pixels (multiple of 32).",
+    "pair": "Pair of each triplet: first = (t-1, t) (reference), second = (t, t+1).",
+    "crop": "Random crop/zoom augmentation (effective when stored frames are larger).",
+    "flip": "Random left-right flip augmentation.",
+    "cache": "Cache decoded pairs in memory (small datasets).",
+    "seed": "Seed for shuffling, augmentation and initialisation (deterministic when set).",
+    "batch_size": "Global batch size (split across replicas).",
+    "num_steps": "Total training steps.",
+    "learning_rate": "Adam learning rate.",
+    "clip_norm": "Global gradient-norm clipping.",
+    "max_bad_steps": "Stop after this many consecutive steps with non-finite loss or gradients.",
+    "jit_compile": "Compile the per-replica loss and gradient math with XLA.",
+    "mixed_precision": "off, on (mixed_float16 on GPU, mixed_bfloat16 on CPU), mixed_float16 or mixed_bfloat16; losses stay float32.",
+    "intrinsics": "given (from the data), learned (per pair), learned_per_video (one trainable K per video).",
+    "num_videos": "Size of the per-video intrinsics table (video ids are hashed into it).",
+    "cascade": "Feed predicted depths to the motion net (8 input channels).",
+    "auto_mask": "Zero the residual field where its norm is below the mean.",
+    "use_mask": "Multiply the residual field by dilated foreground masks from the data.",
+    "foreground_dilation": "Dilation of the foreground masks in pixels.",
+    "learn_depth_scale": "Learn a scalar depth scale.",
+    "sparsity": "Motion sparsity regulariser: l1_2 (paper) or l1 (ablation).",
+    "noise_rampup_steps": "Steps of the layer-norm noise ramp-up.",
+    "field_burnin_steps": "The residual field is zero for the first half of these steps, then ramps to 1.",
+    "encoder_weights": "Optional ImageNet ResNet-18 encoder weights file (see DepthNet.load_encoder_weights).",
+    "summary_every": "TensorBoard summaries every N steps.",
+    "checkpoint_every": "Checkpoint every N steps (one Keras epoch).",
+    "keep_checkpoints": "Number of checkpoints kept.",
+    "export": "Export a SavedModel to <model_dir>/saved_model at the end.",
+    "verbose": "Keras progress: 0 silent, 1 bar, 2 one line per epoch.",
+}
+_ENUMS = {
+    "pair": list(data.PAIRS),
+    "mixed_precision": ["off", "on", "mixed_float16", "mixed_bfloat16"],
+    "intrinsics": ["given", "learned", "learned_per_video"],
+    "sparsity": ["l1_2", "l1"],
+}
+
+
+def define_flags():
+    """Defines one absl flag per ``TrainConfig`` field (and one per loss weight)."""
+    definers = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer, float: flags.DEFINE_float}
+    for field in dataclasses.fields(TrainConfig):
+        if field.name == "loss_weights":
+            continue
+        default, help_text = field.default, f"{_HELP[field.name]} (default {field.default})"
+        if field.name in _ENUMS:
+            flags.DEFINE_enum(field.name, default, _ENUMS[field.name], help_text)
+        elif field.type is str:
+            flags.DEFINE_string(field.name, default, help_text)
+        else:
+            definers[field.type](field.name, default, help_text)
+    for name in _LOSS_NAMES:
+        default = getattr(LossWeights(), name)
+        flags.DEFINE_float(f"{name}_weight", default, f"Weight of the {name} loss (default {default}).")
+
+
+def config_from_flags(values):
+    """A ``TrainConfig`` from parsed absl flag values."""
+    kwargs = {
+        f.name: values[f.name].value
+        for f in dataclasses.fields(TrainConfig)
+        if f.name != "loss_weights"
+    }
+    weights = LossWeights(**{n: values[f"{n}_weight"].value for n in _LOSS_NAMES})
+    return TrainConfig(loss_weights=weights, **kwargs)
+
+
+def config_from_dict(values):
+    """A ``TrainConfig`` from its ``dataclasses.asdict`` form (e.g. a saved config.json)."""
+    values = dict(values)
+    weights = LossWeights(**values.pop("loss_weights", {}))
+    return TrainConfig(loss_weights=weights, **values)
+
+
+# ------------------------------------------------------------------ pieces
+def make_strategy():
+    """MultiWorkerMirroredStrategy when TF_CONFIG names several workers, else MirroredStrategy."""
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    if len(cluster.get("worker", [])) > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.MirroredStrategy()
+
+
+def set_precision_policy(mode):
+    """Sets Keras' global dtype policy from ``--mixed_precision``; returns its name."""
+    if mode == "on":
+        mode = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+    policy = "float32" if mode == "off" else mode
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def validate(config):
+    """Raises ValueError for flag combinations that cannot work."""
+    if config.height % 32 or config.width % 32:
+        raise ValueError(f"--height and --width must be multiples of 32, got {config.height}x{config.width}")
+    if config.checkpoint_every <= 0 or config.summary_every <= 0:
+        raise ValueError("--checkpoint_every and --summary_every must be positive")
+    if config.batch_size % tf.distribute.get_strategy().num_replicas_in_sync:
+        raise ValueError("--batch_size must be divisible by the number of replicas")
+
+
+def check_data_fits(dataset, config):
+    """Raises ValueError when the data lacks what the flags ask for (masks, known intrinsics)."""
+    if config.use_mask and "mask" not in dataset.element_spec:
+        raise ValueError(f"{config.data}: --use_mask needs foreground masks, the data has none")
+    if config.intrinsics == "given":
+        first = next(iter(dataset.take(1)))
+        if not bool(tf.reduce_all(first["intrinsics_known"])):
+            raise ValueError(
+                f"{config.data}: intrinsics are unknown for some examples; train with "
+                "--intrinsics=learned or --intrinsics=learned_per_video"
+            )
+
+
+def build_model(config, strategy):
+    """Creates and builds the model, optimizer and checkpoint inside ``strategy.scope()``."""
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = DepthMotionModel(
+            height=config.height,
+            width=config.width,
+            loss_weights=config.loss_weights,
+            sparsity=config.sparsity,
+            intrinsics_mode=config.intrinsics,
+            num_videos=config.num_videos,
+            cascade=config.cascade,
+            auto_mask=config.auto_mask,
+            use_mask=config.use_mask,
+            foreground_dilation=config.foreground_dilation,
+            learn_depth_scale=config.learn_depth_scale,
+            noise_rampup_steps=config.noise_rampup_steps,
+            field_burnin_steps=config.field_burnin_steps,
+            summary_every=config.summary_every,
+            jit_compile_step=config.jit_compile,
+        )
+        model.build_for_training()
+        if config.encoder_weights:
+            model.depth_net.load_encoder_weights(config.encoder_weights)
+        optimizer = keras.optimizers.Adam(
+            config.learning_rate, beta_1=0.9, beta_2=0.999, global_clipnorm=config.clip_norm
+        )
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        model.compile(optimizer=optimizer, jit_compile=False)
+        optimizer.build(model.trainable_variables)
+    return model
+
+
+class CheckpointEveryEpoch(keras.callbacks.Callback):
+    """Saves model + optimizer with ``tf.train.CheckpointManager`` at every epoch end."""
+
+    def __init__(self, manager):
+        super().__init__()
+        self.manager = manager
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.manager.save(checkpoint_number=int(self.model.optimizer.iterations))
+
+
+class StopOnBadSteps(keras.callbacks.Callback):
+    """Stops training with a clear error after ``limit`` consecutive non-finite steps."""
+
+    def __init__(self, limit):
+        super().__init__()
+        self.limit = limit
+
+    def on_train_batch_end(self, batch, logs=None):
+        bad = int(self.model.consecutive_bad_steps)
+        if bad >= self.limit:
+            raise RuntimeError(
+                f"{bad} consecutive training steps had a non-finite loss or gradient "
+                "(no update was applied); lower --learning_rate, check the data, or "
+                "raise --max_bad_steps. The last good checkpoint is kept."
+            )
+
+
+def evaluate_depth_on(model, config):
+    """Depth metrics of ``model`` on ``config.eval_data`` (and a constant-depth baseline)."""
+    from depth_motion_tf import evaluate
+
+    samples = evaluate.tfds_samples(config.eval_data, config.eval_split)
+    predict = export.keras_depth_predictor(model, config.height, config.width)
+    return evaluate.evaluate_depth(predict, samples)
+
+
+# ------------------------------------------------------------------ the run
+def train(config):
+    """Runs (or resumes) a training run.
+
+    Returns:
+        dict: ``step``, ``loss`` (final mean total loss of the last epoch),
+        ``checkpoint_dir``, ``saved_model`` (path or None), and when
+        ``eval_data`` is set ``metrics_before`` / ``metrics_after`` dicts.
+    """
+    set_precision_policy(config.mixed_precision)
+    strategy = make_strategy()
+    with strategy.scope():
+        validate(config)
+    dataset = data.make_dataset(
+        config.data,
+        config.split,
+        config.batch_size,
+        config.height,
+        config.width,
+        pair=config.pair,
+        crop=config.crop,
+        flip=config.flip,
+        seed=config.seed,
+        num_video_buckets=config.num_videos,
+        cache=config.cache,
+    )
+    check_data_fits(dataset, config)
+    available = data.split_size(config.data, config.split)
+    if available is not None and available < config.batch_size:
+        raise ValueError(
+            f"{config.data}: split {config.split!r} holds {available} triplets, fewer than "
+            f"--batch_size={config.batch_size}"
+        )
+    model = build_model(config, strategy)
+    export.save_config(config, config.model_dir)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    checkpoint_dir = os.path.join(config.model_dir, "checkpoints")
+    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, config.keep_checkpoints)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        print(f"Resumed from {manager.latest_checkpoint} at step {int(model.optimizer.iterations)}")
+    result = {"checkpoint_dir": checkpoint_dir, "saved_model": None}
+    if config.eval_data:
+        result["metrics_before"] = evaluate_depth_on(model, config)
+    step = int(model.optimizer.iterations)
+    writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "train"))
+    epochs = math.ceil(config.num_steps / config.checkpoint_every)
+    history = None
+    if step < config.num_steps:
+        with writer.as_default():
+            history = model.fit(
+                dataset,
+                epochs=epochs,
+                initial_epoch=step // config.checkpoint_every,
+                steps_per_epoch=config.checkpoint_every,
+                callbacks=[CheckpointEveryEpoch(manager), StopOnBadSteps(config.max_bad_steps)],
+                verbose=config.verbose,
+            )
+        writer.flush()
+    result["step"] = int(model.optimizer.iterations)
+    result["loss"] = history.history["total"][-1] if history else float("nan")
+    if config.eval_data:
+        result["metrics_after"] = evaluate_depth_on(model, config)
+    if config.export:
+        result["saved_model"] = export.export_saved_model(
+            model, os.path.join(config.model_dir, "saved_model")
+        )
+    return result
+
+
+def main(argv):
+    del argv
+    config = config_from_flags(flags.FLAGS)
+    started = time.time()
+    result = train(config)
+    if config.eval_data:
+        from depth_motion_tf import evaluate
+
+        print("Depth before training:")
+        print(evaluate.format_table(result["metrics_before"]))
+        print("Depth after training:")
+        print(evaluate.format_table(result["metrics_after"]))
+    print(
+        f"Trained to step {result['step']} in {time.time() - started:.0f} s, final loss "
+        f"{result['loss']:.4f}. TensorBoard: tensorboard --logdir {config.model_dir}; "
+        f"checkpoints: {result['checkpoint_dir']}"
+        + (f"; SavedModel: {result['saved_model']}" if result["saved_model"] else "")
+    )
+
+
+if __name__ == "__main__":
+    define_flags()
+    flags.mark_flags_as_required(["data", "model_dir"])
+    app.run(main)
