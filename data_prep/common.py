@@ -192,18 +192,20 @@ def read_depth_png(path):
 
 
 def resize_frame(image, box, height, width):
-    """Crops a frame to ``box`` and resizes it with antialiasing.
+    """Crops a frame to ``box`` and resizes it: area averaging when shrinking, else antialiased bilinear.
 
     Args:
         image: ``[H, W, C]`` uint8 source frame.
         box: :class:`CropBox` kept.
         height, width: stored size in pixels.
     Returns:
-        ``[height, width, C]`` uint8 (area-like resampling when shrinking).
+        ``[height, width, C]`` uint8.
     """
     window = image[box.top : box.top + box.height, box.left : box.left + box.width]
+    shrinking = height <= box.height and width <= box.width
     resized = tf.image.resize(
-        tf.cast(window, tf.float32), (height, width), method="bilinear", antialias=True
+        tf.cast(window, tf.float32), (height, width),
+        method="area" if shrinking else "bilinear", antialias=not shrinking,
     )
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8).numpy()
 
@@ -245,13 +247,19 @@ def store_frame(ref, crop, height, width):
 
     Args:
         ref: the :class:`FrameRef`.
-        crop: ``(source_height, source_width) -> CropBox``.
+        crop: ``(source_height, source_width) -> CropBox``; raises ValueError
+            for a frame size it cannot crop.
         height, width: stored size in pixels.
     Returns:
         :class:`StoredFrame`.
+    Raises:
+        BadInputError: naming the frame's file when it cannot be loaded or cropped.
     """
     image = ref.load()
-    box = crop(*image.shape[:2])
+    try:
+        box = crop(*image.shape[:2])
+    except ValueError as error:
+        raise BadInputError(ref.name, str(error)) from None
     pixels = resize_frame(image, box, height, width)
     return StoredFrame(ref.frame_id, ref.name, encode_png(pixels), pixels, image.shape[:2])
 
@@ -312,6 +320,7 @@ class VideoSource:
 
     Attributes:
         video_id: stored ``video_id`` (per-video learned intrinsics).
+        source: the file or folder the video comes from (named in errors).
         frames: zero-argument callable → ordered iterable of :class:`FrameRef`
             (consecutive in time, already strided).
         crop: ``(source_height, source_width) -> CropBox`` kept of each frame.
@@ -324,6 +333,7 @@ class VideoSource:
     """
 
     video_id: str
+    source: str
     frames: Callable[[], Iterable[FrameRef]]
     crop: Callable[[int, int], CropBox]
     intrinsics: Optional[Intrinsics] = None
@@ -356,6 +366,7 @@ def video_triplets(video, height, width, workers):
 
     A frame that cannot be loaded, or whose size differs from the video's first
     frame, is returned as its :class:`BadInputError` in the triplet's slot.
+    A video of fewer than three frames raises :class:`BadInputError`.
 
     Args:
         video: :class:`VideoSource`.
@@ -374,18 +385,24 @@ def video_triplets(video, height, width, workers):
         except BadInputError as error:
             return ref, error
 
-    window = collections.deque(maxlen=3)
-    first = None
+    window = collections.deque(maxlen=F.FRAMES_PER_EXAMPLE)
+    first, count = None, 0
     stream = _with_need(video.frames(), video.centres)
     for ref, stored in ordered_map(process, stream, workers):
+        count += 1
         if isinstance(stored, StoredFrame):
             first = first or stored
             stored = _same_size_or_error(stored, first)
         window.append((ref, stored))
-        if len(window) == 3 and (
+        if len(window) == F.FRAMES_PER_EXAMPLE and (
             video.centres is None or window[1][0].frame_id in video.centres
         ):
             yield [s for _, s in window]
+    if count < F.FRAMES_PER_EXAMPLE:
+        raise BadInputError(
+            video.source,
+            f"has {count} frame(s); a triplet needs {F.FRAMES_PER_EXAMPLE} consecutive frames",
+        )
 
 
 def _same_size_or_error(stored, first):
@@ -451,13 +468,19 @@ def video_examples(video, height, width, workers, on_bad):
             frame (raise it to stop, or record it to skip the triplet).
     Yields:
         ``(key, example)`` for :meth:`TripletBuilder._generate_examples`.
+
+    Bad input that spoils the whole video (unreadable file, too few frames) is
+    passed to ``on_bad`` once and ends the video.
     """
-    for triplet in video_triplets(video, height, width, workers):
-        errors = [frame for frame in triplet if isinstance(frame, BadInputError)]
-        if errors:
-            on_bad(errors[0])
-        elif not (video.min_change > 0 and is_static(triplet, video.min_change)):
-            yield triplet_example(video, triplet, height, width)
+    try:
+        for triplet in video_triplets(video, height, width, workers):
+            errors = [frame for frame in triplet if isinstance(frame, BadInputError)]
+            if errors:
+                on_bad(errors[0])
+            elif not (video.min_change > 0 and is_static(triplet, video.min_change)):
+                yield triplet_example(video, triplet, height, width)
+    except BadInputError as error:
+        on_bad(error)
 
 
 def frame_files(folder):
@@ -526,13 +549,17 @@ class TripletBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     Args (beyond ``tfds.core.GeneratorBasedBuilder``'s):
         skip_bad: warn about and skip triplets with bad input instead of failing.
         workers: threads for frame decoding/resizing (default: all cores).
+        input_path: raw input to read instead of ``manual_dir`` (may be a file).
     """
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
     BUILDER_CONFIG_CLASS = TripletConfig
+    # Where TFDS looks for metadata files; set so builders also work run as `__main__`.
+    pkg_dir_path = tfds.core.Path(__file__).parent
 
-    def __init__(self, *, skip_bad=False, workers=None, **kwargs):
+    def __init__(self, *, skip_bad=False, workers=None, input_path=None, **kwargs):
+        self.input_path = input_path
         self.bad_input = BadInputLog(skip_bad)
         self.workers = workers or os.cpu_count() or 1
         self._use_beam = False
@@ -556,7 +583,7 @@ class TripletBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         super()._download_and_prepare(dl_manager, download_config)
 
     def _split_generators(self, dl_manager):
-        root = pathlib.Path(dl_manager.manual_dir)
+        root = pathlib.Path(self.input_path or dl_manager.manual_dir)
         splits = {name: items for name, items in self._videos(root).items() if items}
         if not splits:
             raise BadInputError(root, f"no input for {self.name} found here")
@@ -622,8 +649,25 @@ def check_input_folder(path):
         raise BadInputError(path, "folder is empty")
 
 
+def resolve_config(builder_cls, config):
+    """A predefined config's name when ``config`` equals it, else ``config`` itself.
+
+    TFDS refuses a custom config that reuses a predefined name; configs made from
+    CLI flags often are the predefined ones.
+
+    Raises:
+        ValueError: ``config`` reuses a predefined name with other values.
+    """
+    predefined = builder_cls.builder_configs.get(config.name)
+    if predefined is None:
+        return config
+    if dataclasses.asdict(predefined) != dataclasses.asdict(config):
+        raise ValueError(f"config {config.name!r} differs from the predefined one of that name")
+    return config.name
+
+
 def build(builder_cls, config, input_path, output_dir, skip_bad=False, workers=None,
-          beam_runner=None):
+          beam_runner=None, **builder_kwargs):
     """Converts raw input into a TFDS dataset under ``output_dir``.
 
     Args:
@@ -634,21 +678,25 @@ def build(builder_cls, config, input_path, output_dir, skip_bad=False, workers=N
         skip_bad: warn and count bad input instead of failing.
         workers: threads for frame loading (default: all cores).
         beam_runner: optional Apache Beam runner (e.g. ``"DirectRunner"``).
+        **builder_kwargs: further arguments of ``builder_cls``.
     Returns:
         The prepared builder (``builder.bad_input`` holds the skip counts).
     Raises:
         BadInputError: bad input without ``skip_bad``; nothing complete is written.
     """
     check_input_folder(input_path)
+    input_path = pathlib.Path(input_path).resolve()
     builder = builder_cls(
-        config=config, data_dir=str(output_dir), skip_bad=skip_bad, workers=workers
+        config=resolve_config(builder_cls, config), data_dir=str(output_dir),
+        skip_bad=skip_bad, workers=workers, input_path=str(input_path), **builder_kwargs,
     )
     beam_options = None
     if beam_runner is not None:
         beam_options = tfds.core.lazy_imports.apache_beam.options.pipeline_options.PipelineOptions()
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(
-            manual_dir=str(input_path), beam_runner=beam_runner, beam_options=beam_options
+            manual_dir=str(input_path if input_path.is_dir() else input_path.parent),
+            beam_runner=beam_runner, beam_options=beam_options
         )
     )
     return builder
@@ -675,19 +723,20 @@ def define_common_flags():
     flags.DEFINE_string("beam_runner", None, "Apache Beam runner, e.g. DirectRunner (optional).")
 
 
-def run(builder_cls, config, values):
+def run(builder_cls, config, values, **builder_kwargs):
     """Body of every converter CLI: build, then print the summary (and skip counts).
 
     Args:
         builder_cls: the converter's builder class.
         config: its config, made from the flags.
         values: parsed absl ``FLAGS``.
+        **builder_kwargs: further arguments of ``builder_cls``.
     """
     try:
         builder = build(
             builder_cls, config, values.input, values.output,
             skip_bad=values.skip_bad, workers=values.workers,
-            beam_runner=values.beam_runner,
+            beam_runner=values.beam_runner, **builder_kwargs,
         )
     except BadInputError as error:
         raise SystemExit(f"error: {error}") from None

@@ -24,7 +24,8 @@ CLI::
         --split=eigen_zhou --split_dir=../shared/data/splits/kitti
 
 ``tfds build``: ``tfds build data_prep/kitti.py --manual_dir=/data/kitti_raw
---data_dir=/data/tfds --config=all_128x416``.
+--data_dir=/data/tfds --config=eigen_zhou_128x416`` (the lists are then read
+from ``<manual_dir>/splits/kitti``).
 """
 import dataclasses
 import functools
@@ -48,26 +49,26 @@ class KittiConfig(common.TripletConfig):
     """KITTI options.
 
     Attributes:
-        split: name of a standard list folder under ``split_dir`` (``eigen_zhou``,
-            ``eigen``, ``eigen_benchmark``); None = every frame into ``train``.
-        split_dir: folder of the standard lists (``splits/kitti``); a relative
-            path is taken inside the input folder.
+        split: name of a standard list folder (``eigen_zhou``, ``eigen``,
+            ``eigen_benchmark``); None = every frame into ``train``.
         min_change: static threshold used when no split list is given (0 = off).
         with_depth: also store the improved ground-truth depth (source resolution).
     """
 
     split: Optional[str] = None
-    split_dir: Optional[str] = None
     min_change: float = DEFAULT_MIN_CHANGE
     with_depth: bool = False
 
 
 def kitti_config(height=F.DEFAULT_HEIGHT, width=F.DEFAULT_WIDTH, split=None,
-                 split_dir=None, min_change=DEFAULT_MIN_CHANGE, with_depth=False):
-    """A :class:`KittiConfig` named ``<split or all>_<H>x<W>[_depth]``."""
-    name = f"{split or 'all'}_{height}x{width}" + ("_depth" if with_depth else "")
+                 min_change=DEFAULT_MIN_CHANGE, with_depth=False):
+    """A :class:`KittiConfig` named ``<split or all>_<H>x<W>[_static<t>][_depth]``."""
+    name = f"{split or 'all'}_{height}x{width}"
+    if split is None and min_change != DEFAULT_MIN_CHANGE:
+        name += f"_static{min_change:g}"
+    name += "_depth" if with_depth else ""
     return KittiConfig(
-        name=name, height=height, width=width, split=split, split_dir=split_dir,
+        name=name, height=height, width=width, split=split,
         min_change=min_change, with_depth=with_depth,
         description=f"KITTI raw triplets at {height}x{width}, split {split or 'all frames'}.",
     )
@@ -133,8 +134,8 @@ def read_split_list(path):
 
 def eigen_test_drives(split_dir):
     """``date/drive`` names in ``<split_dir>/eigen/test_files.txt`` (empty when absent)."""
-    path = pathlib.Path(split_dir or "") / "eigen" / "test_files.txt"
-    if split_dir is None or not path.is_file():
+    path = split_dir / "eigen" / "test_files.txt"
+    if not path.is_file():
         return set()
     return {drive for drive, _ in read_split_list(path)}
 
@@ -158,7 +159,8 @@ class KittiTriplets(common.TripletBuilder):
     BUILDER_CONFIGS = [
         kitti_config(),
         kitti_config(height=192, width=640),
-        kitti_config(split="eigen_zhou", split_dir="splits/kitti"),
+        kitti_config(split="eigen_zhou"),
+        kitti_config(split="eigen", with_depth=True),
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Download KITTI raw (the archives listed in splits/kitti/"
@@ -166,14 +168,16 @@ class KittiTriplets(common.TripletBuilder):
         "and unzip them into manual_dir, giving <date>/<date>_drive_XXXX_sync/image_02/data/*.png."
     )
 
+    def __init__(self, *, split_dir=None, **kwargs):
+        """``split_dir``: folder of the standard lists (default ``<manual_dir>/splits/kitti``)."""
+        self.split_dir = split_dir
+        super().__init__(**kwargs)
+
     def _feature_options(self):
         return {"with_depth": self.builder_config.with_depth}
 
     def _split_dir(self, root):
-        split_dir = self.builder_config.split_dir
-        if split_dir is None:
-            return None
-        return pathlib.Path(split_dir) if pathlib.Path(split_dir).is_absolute() else root / split_dir
+        return pathlib.Path(self.split_dir) if self.split_dir else root / "splits" / "kitti"
 
     def _videos(self, root):
         config = self.builder_config
@@ -209,6 +213,8 @@ class KittiTriplets(common.TripletBuilder):
             if frames is None:
                 continue
             for run in common.consecutive_runs(frames, lambda p: int(p.stem)):
+                if centres is not None and not centres & {p.stem for p in run}:
+                    continue
                 try:
                     videos.append(self._video(root, drive, camera, run, centres, min_change))
                 except common.BadInputError as error:
@@ -241,6 +247,7 @@ class KittiTriplets(common.TripletBuilder):
             extras = functools.partial(_depth_extras, drive_dir, camera)
         return common.VideoSource(
             video_id=f"{drive_dir.name}_{camera}",
+            source=str(drive_dir / camera),
             frames=functools.partial(common.file_frames, run),
             crop=common.full_frame,
             intrinsics=intrinsics,
@@ -257,12 +264,11 @@ def _drive_name(drive_dir):
 def main(argv):
     del argv
     values = flags.FLAGS
-    split_dir = values.split_dir and str(pathlib.Path(values.split_dir).resolve())
     config = kitti_config(
         height=values.height, width=values.width, split=values.split,
-        split_dir=split_dir, min_change=values.min_change, with_depth=values.with_depth,
+        min_change=values.min_change, with_depth=values.with_depth,
     )
-    common.run(KittiTriplets, config, values)
+    common.run(KittiTriplets, config, values, split_dir=values.split_dir)
 
 
 if __name__ == "__main__":
@@ -271,7 +277,8 @@ if __name__ == "__main__":
                         "(eigen_zhou for training; eigen / eigen_benchmark for testing). "
                         "Unset: every frame, static triplets dropped by --min_change.")
     flags.DEFINE_string("split_dir", None, "Folder of the standard KITTI lists "
-                        "(e.g. ../shared/data/splits/kitti); also excludes Eigen test drives.")
+                        "(e.g. ../shared/data/splits/kitti; default <input>/splits/kitti); "
+                        "its eigen/test_files.txt drives never enter train/validation.")
     flags.DEFINE_float("min_change", DEFAULT_MIN_CHANGE, "Without a list: drop triplets whose "
                        "consecutive frames differ less (mean |RGB| on [0, 1]); 0 keeps all.")
     flags.DEFINE_bool("with_depth", False, "Store improved ground-truth depth "

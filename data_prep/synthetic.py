@@ -48,7 +48,7 @@ WAVELENGTH_RANGE_M = (0.15, 4.0)
 TEXTURE_CONTRAST = 0.16  # standard deviation of a material's albedo pattern
 LIGHT_DIRECTION = np.array([0.3, -1.0, -0.5]) / np.linalg.norm([0.3, -1.0, -0.5])
 AMBIENT, DIFFUSE = 0.6, 0.4
-PREFILTER_WIDTH = 0.4  # Gaussian std of the texture prefilter, in footprints
+PREFILTER_WIDTH = 0.6  # Gaussian std of the texture prefilter, in footprints
 MIN_COSINE = 0.05  # grazing-angle limit of the footprint stretch
 LANE_X_M = 2.1  # |x| of the centre of the two moving-box lanes
 CAMERA_CLEARANCE_M = 0.8  # the camera's |x| never exceeds this
@@ -163,7 +163,7 @@ def random_materials(rng, count):
     amplitude *= TEXTURE_CONTRAST / np.sqrt(
         np.sum(amplitude**2, axis=1, keepdims=True) / 2.0
     )
-    tint = 0.6 + 0.4 * rng.normal(size=(count, NUM_SINUSOIDS, 3))
+    tint = 0.7 + 0.3 * rng.normal(size=(count, NUM_SINUSOIDS, 3))
     return Materials(
         base=rng.uniform(0.25, 0.75, size=(count, 3)),
         wavevector=wavevector,
@@ -236,8 +236,8 @@ def random_scene(rng, num_frames):
 
     Args:
         rng: ``np.random.Generator``; the scene is a deterministic function of its state.
-        num_frames: video length; the far wall stays within ``MAX_DEPTH_M`` of
-            the first camera position for videos up to ~60 frames.
+        num_frames: video length; every depth stays below ``MAX_DEPTH_M`` for
+            videos of up to 50 frames (longer ones see the far wall beyond it).
     Returns:
         :class:`Scene`.
     """
@@ -386,37 +386,42 @@ def intersect_box(origin, directions, centre, half_size, rotation):
     return np.where((t_near <= t_far) & (t_near > 0.0), t_near, np.inf)
 
 
-def box_corners(centre, half_size, rotation):
-    """``[3, 8]`` world corners of an oriented box."""
-    signs = np.array(np.meshgrid([-1.0, 1.0], [-1.0, 1.0], [-1.0, 1.0])).reshape(3, 8)
-    return centre[:, None] + rotation @ (half_size[:, None] * signs)
+_CORNER_SIGNS = np.array(np.meshgrid([-1.0, 1.0], [-1.0, 1.0], [-1.0, 1.0])).reshape(3, 8)
 
 
-def rays_near_box(camera_dirs, corners_camera):
-    """Indices of the rays that may hit a box, from its image-plane bounding rectangle.
+def box_corners(centre, half_size, yaw):
+    """``[N, 3, 8]`` world corners of ``N`` boxes (centres and half sizes ``[N, 3]``, yaws ``[N]``)."""
+    local = half_size[:, :, None] * _CORNER_SIGNS
+    cos, sin = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+    x, y, z = local[:, 0], local[:, 1], local[:, 2]
+    rotated = np.stack([cos * x + sin * z, y, -sin * x + cos * z], axis=1)
+    return centre[:, :, None] + rotated
+
+
+def image_rectangles(corners_camera):
+    """Image-plane bounding rectangles of boxes, in ray coordinates ``(x/z, y/z)``.
 
     Args:
-        camera_dirs: ``[3, P]`` camera-frame rays with unit z component.
-        corners_camera: ``[3, 8]`` the box's corners in the camera frame.
+        corners_camera: ``[N, 3, 8]`` box corners in the camera frame.
     Returns:
-        ``[Q]`` int ray indices (all rays when the box straddles the image plane,
-        none when it lies behind the camera).
+        ``[N, 4]`` float64 ``(x_min, x_max, y_min, y_max)``: empty (min > max)
+        for a box wholly behind the camera, unbounded for one straddling the
+        camera plane.
     """
-    z = corners_camera[2]
-    if np.all(z <= 0.0):
-        return np.zeros(0, dtype=np.int64)
-    if np.any(z <= 1e-6):
-        return np.arange(camera_dirs.shape[1])
-    a, b = corners_camera[0] / z, corners_camera[1] / z
-    inside = (
-        (camera_dirs[0] >= a.min()) & (camera_dirs[0] <= a.max())
-        & (camera_dirs[1] >= b.min()) & (camera_dirs[1] <= b.max())
-    )
-    return np.flatnonzero(inside)
+    z = corners_camera[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a, b = corners_camera[:, 0] / z, corners_camera[:, 1] / z
+    rectangles = np.stack([a.min(1), a.max(1), b.min(1), b.max(1)], axis=1)
+    rectangles[np.any(z <= 1e-6, axis=1)] = [-np.inf, np.inf, -np.inf, np.inf]
+    rectangles[np.all(z <= 0.0, axis=1)] = [np.inf, -np.inf, np.inf, -np.inf]
+    return rectangles
 
 
 def cast_rays(scene, camera_to_world, camera_dirs, frame):
     """Nearest surface along each camera ray.
+
+    Only the rays inside a box's image-plane bounding rectangle are tested
+    against it.
 
     Args:
         scene: :class:`Scene`.
@@ -431,14 +436,22 @@ def cast_rays(scene, camera_to_world, camera_dirs, frame):
     directions = rotation @ camera_dirs
     t = intersect_room(origin, directions, scene.room_min, scene.room_max)
     box = np.full(t.shape, -1)
-    centres = scene.boxes.centre_at(frame)
-    for n, (centre, half, yaw) in enumerate(
-        zip(centres, scene.boxes.half_size, scene.boxes.yaw)
-    ):
-        box_rotation = yaw_rotation(yaw)
-        corners = rotation.T @ (box_corners(centre, half, box_rotation) - origin[:, None])
-        rays = rays_near_box(camera_dirs, corners)
-        t_box = intersect_box(origin, directions[:, rays], centre, half, box_rotation)
+    boxes = scene.boxes
+    centres = boxes.centre_at(frame)
+    corners = box_corners(centres, boxes.half_size, boxes.yaw)
+    rectangles = image_rectangles(np.einsum("ji,njk->nik", rotation, corners - origin[:, None]))
+    a, b = camera_dirs[0], camera_dirs[1]
+    visible = (
+        (rectangles[:, 0] <= a.max()) & (rectangles[:, 1] >= a.min())
+        & (rectangles[:, 2] <= b.max()) & (rectangles[:, 3] >= b.min())
+    )
+    for n in np.flatnonzero(visible):
+        x_min, x_max, y_min, y_max = rectangles[n]
+        rays = np.flatnonzero((a >= x_min) & (a <= x_max) & (b >= y_min) & (b <= y_max))
+        t_box = intersect_box(
+            origin, directions[:, rays], centres[n], boxes.half_size[n],
+            yaw_rotation(boxes.yaw[n]),
+        )
         nearer = t_box < t[rays]
         t[rays[nearer]] = t_box[nearer]
         box[rays[nearer]] = n
@@ -462,10 +475,11 @@ def surface_points(scene, points, box, frame):
         points: ``[3, P]`` world hit points; box: ``[P]`` int from :func:`cast_rays`.
         frame: time at which moving boxes are placed.
     Returns:
-        ``(uv, normal, material)``: ``[2, P]`` float64 coordinates in metres in
-        the plane of the face (fixed to the surface, so they move with a moving
-        box), ``[3, P]`` world unit normals facing the camera's side of the
-        face, ``[P]`` int material indices.
+        ``(face, uv, normal, material)``: ``[P]`` int face index (0..5: x-min,
+        x-max, y-min, y-max, z-min, z-max of the box or corridor), ``[2, P]``
+        float64 coordinates in metres in the plane of the face (fixed to the
+        surface, so they move with a moving box), ``[3, P]`` world unit normals
+        facing the camera's side of the face, ``[P]`` int material indices.
     """
     is_room = box < 0
     index = np.where(is_room, 0, box)
@@ -483,15 +497,17 @@ def surface_points(scene, points, box, frame):
     uv = np.take_along_axis(local, uv_axes, axis=0) + 10.0 * face
     local_normal = np.eye(3)[:, axis] * np.where(is_room, -sign, sign)
     material = np.where(is_room, scene.room_material[face], scene.boxes.material[index])
-    return uv, _rotate_about_y(cos, sin, local_normal), material
+    return face, uv, _rotate_about_y(cos, sin, local_normal), material
 
 
 def texture_footprint(t, directions, normal, focal):
     """Std (metres) of the Gaussian texture prefilter for one ray's footprint.
 
     A ray through a pixel of angular size ``1/focal`` at z-depth ``t`` covers
-    ``t / focal`` metres across, stretched by ``cos(view, z) / cos(view, n)``
-    on a slanted surface.
+    ``t / focal`` metres across on a fronto-parallel surface; a slanted one
+    stretches the footprint along one direction by ``cos(view, z) /
+    cos(view, n)``, and the isotropic prefilter takes the square root of that
+    (the footprint's area-preserving width).
 
     Args:
         t: ``[P]`` z-depth; directions: ``[3, P]`` world rays whose camera-z
@@ -502,7 +518,7 @@ def texture_footprint(t, directions, normal, focal):
     """
     length = np.sqrt(np.sum(directions**2, axis=0))
     cos_normal = np.abs(np.sum(directions * normal, axis=0)) / length
-    stretch = (1.0 / length) / np.maximum(cos_normal, MIN_COSINE)
+    stretch = np.sqrt((1.0 / length) / np.maximum(cos_normal, MIN_COSINE))
     return PREFILTER_WIDTH * t / focal * stretch
 
 
@@ -524,13 +540,13 @@ def albedo(materials, material, uv, footprint):
     ids, starts = np.unique(material[order], return_index=True)
     for m, rays in zip(ids, np.split(order, starts[1:])):
         k = materials.wavevector[m]  # [K, 2]
-        wave = np.sin(k @ uv[:, rays] + materials.phase[m][:, None])
-        attenuation = np.exp(
-            -0.5 * np.sum(k**2, axis=1)[:, None] * footprint[rays] ** 2
+        # float32 from here: phases stay accurate to ~1e-3 rad over the corridor.
+        phase = (k @ uv[:, rays] + materials.phase[m][:, None]).astype(np.float32)
+        decay = (-0.5 * np.sum(k**2, axis=1)[:, None] * footprint[rays] ** 2).astype(
+            np.float32
         )
-        colour[:, rays] = (
-            materials.base[m][:, None] + materials.colour[m].T @ (wave * attenuation)
-        )
+        pattern = materials.colour[m].T.astype(np.float32) @ (np.sin(phase) * np.exp(decay))
+        colour[:, rays] = materials.base[m][:, None] + pattern
     return colour
 
 
@@ -540,14 +556,27 @@ def lambert_shading(normal):
 
 
 def _trace(scene, camera_to_world, camera_dirs, frame, focal):
-    """z-depth ``[P]``, box index ``[P]`` and RGB ``[3, P]`` in [0, 1] along camera rays ``[3, P]``."""
+    """Along camera rays ``[3, P]``: z-depth ``[P]``, surface id ``[P]`` (box
+    index + 1, times 6, plus face: -1 + 1 = 0 is the corridor) and RGB
+    ``[3, P]`` in [0, 1]."""
     t, box = cast_rays(scene, camera_to_world, camera_dirs, frame)
     directions = camera_to_world[:3, :3] @ camera_dirs
     points = camera_to_world[:3, 3:] + t * directions
-    uv, normal, material = surface_points(scene, points, box, frame)
+    face, uv, normal, material = surface_points(scene, points, box, frame)
     footprint = texture_footprint(t, directions, normal, focal)
     colour = albedo(scene.materials, material, uv, footprint) * lambert_shading(normal)
-    return t, box, np.clip(colour, 0.0, 1.0)
+    return t, (box + 1) * 6 + face, np.clip(colour, 0.0, 1.0)
+
+
+def surface_edges(surface):
+    """``[H, W]`` bool, pixels whose surface id differs from one of their 8 neighbours."""
+    padded = np.pad(surface, 1, mode="edge")
+    height, width = surface.shape
+    edges = np.zeros(surface.shape, dtype=bool)
+    for dy in range(3):
+        for dx in range(3):
+            edges |= padded[dy : dy + height, dx : dx + width] != surface
+    return edges
 
 
 def render_frame(scene, camera_to_world, frame, intrinsics, height, width, supersample=2):
@@ -558,21 +587,26 @@ def render_frame(scene, camera_to_world, frame, intrinsics, height, width, super
         camera_to_world: ``[4, 4]`` pose (metres).
         frame: time (frame index) at which moving boxes are placed.
         intrinsics: ``[4]`` ``(fx, fy, cx, cy)`` pixels.
-        supersample: colour is the mean of ``s x s`` sub-pixel rays; depth and
-            mask come from the pixel-centre ray.
+        supersample: along silhouettes and creases (pixels next to another
+            surface), colour is the mean of ``s x s`` sub-pixel rays; elsewhere
+            the texture prefilter already band-limits it. Depth and mask always
+            come from the pixel-centre ray.
     Returns:
         :class:`Frame`.
     """
     focal = intrinsics[0]
-    depth, box, rgb = _trace(
+    depth, surface, rgb = _trace(
         scene, camera_to_world, camera_rays(intrinsics, height, width), frame, focal
     )
-    if supersample > 1:
+    edges = surface_edges(surface.reshape(height, width)).ravel()
+    if supersample > 1 and edges.any():
         sub_dirs = camera_rays(intrinsics, height, width, supersample)
+        sub_dirs = sub_dirs.reshape(3, -1, supersample**2)[:, edges].reshape(3, -1)
         _, _, sub_rgb = _trace(
             scene, camera_to_world, sub_dirs, frame, focal * supersample
         )
-        rgb = sub_rgb.reshape(3, -1, supersample**2).mean(axis=2)
+        rgb[:, edges] = sub_rgb.reshape(3, -1, supersample**2).mean(axis=2)
+    box = surface // 6 - 1
     mask = (box >= 0) & scene.boxes.moving[np.maximum(box, 0)]
     return Frame(
         rgb=np.round(rgb.T * 255.0).astype(np.uint8).reshape(height, width, 3),
@@ -699,7 +733,8 @@ class Synthetic(tfds.core.GeneratorBasedBuilder):
     ]
 
     def _info(self):
-        return self.dataset_info_from_configs(
+        return tfds.core.DatasetInfo(
+            builder=self,
             description=__doc__.split("\n\n")[0],
             features=F.triplet_features(with_mask=True, with_depth=True, with_pose=True),
             homepage="https://github.com/google-research/google-research/tree/master/depth_and_motion_learning",

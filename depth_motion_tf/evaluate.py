@@ -97,7 +97,7 @@ def evaluate_predictions(
 
 
 def resize_image(image, input_size):
-    """``[H, W, 3]`` uint8 → ``[h, w, 3]`` uint8 (antialiased bilinear); unchanged if ``input_size`` is None."""
+    """``[H, W, 3]`` uint8 → ``input_size`` ``[h, w, 3]`` uint8 (antialiased bilinear; None: unchanged)."""
     if input_size is None or tuple(image.shape[:2]) == tuple(input_size):
         return image
     resized = tf.image.resize(image, input_size, method="bilinear", antialias=True)
@@ -134,7 +134,8 @@ def predicted_pairs(predict_fn, samples, batch_size=8, input_size=None):
             depth = depth[..., 0]
         if depth.ndim != 3 or depth.shape[0] != len(batch):
             raise ValueError(
-                f"predict_fn returned shape {depth.shape} for {len(batch)} images; expected [B, H, W(, 1)]"
+                f"predict_fn returned shape {depth.shape} for {len(batch)} images; "
+                "expected [B, H, W(, 1)]"
             )
         yield from zip(batch, depth)
 
@@ -191,14 +192,10 @@ def load_predictions(path, count):
     """
     path = pathlib.Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in ground_truth.DEPTH_EXTENSIONS)
-        predictions = _LazyFiles(files)
+        extensions = ground_truth.DEPTH_EXTENSIONS
+        predictions = _LazyFiles(sorted(p for p in path.iterdir() if p.suffix.lower() in extensions))
     elif path.suffix == ".npz":
-        with np.load(path) as archive:
-            keys = list(archive.keys())
-            if "depth" not in keys and len(keys) != 1:
-                raise ValueError(f"{path}: expected a 'depth' array or a single array, found {keys}")
-            predictions = archive["depth" if "depth" in keys else keys[0]]
+        predictions = ground_truth.read_npz_depth(path)
     elif path.suffix == ".npy":
         predictions = np.load(path, mmap_mode="r")
     else:
@@ -236,12 +233,19 @@ def _colour_disparity(disparity, lo, hi):
     return visualize.apply_colormap(disparity[None], "plasma", lo, hi)[0].numpy()
 
 
+def _dilate(values, size):
+    """``[H, W]`` non-negative values → their ``size`` x ``size`` running maximum."""
+    pooled = tf.nn.max_pool2d(values[None, ..., None].astype(np.float32), size, 1, "SAME")
+    return pooled[0, ..., 0].numpy()
+
+
 def worst_sheet_row(sample, prediction, ratio, scale=1.0):
     """Input, prediction, ground truth, abs-rel error: four ``[H, W, 3]`` panels at GT size.
 
     Prediction and ground truth share one disparity colour scale (5%..95%
     of the prediction's disparity); the error map is ``|pred - gt| / gt`` at
-    valid pixels (black elsewhere), 0..0.5 from dark to bright.
+    valid pixels (black elsewhere), 0..0.5 from dark to bright. Sparse ground
+    truth and errors are dilated (nearest point wins) so that they show at thumbnail size.
     """
     gt = sample.depth
     pred = metrics.resize_bilinear(np.squeeze(prediction), *gt.shape) * scale * ratio
@@ -249,8 +253,10 @@ def worst_sheet_row(sample, prediction, ratio, scale=1.0):
     pred_disparity = 1.0 / np.maximum(pred, metrics.MIN_DEPTH)
     gt_disparity = np.where(valid, 1.0 / np.where(valid, gt, 1.0), 0.0)
     lo, hi = np.percentile(pred_disparity, [5, 95])
-    gt_colour = np.where(valid[..., None], _colour_disparity(gt_disparity, lo, hi), 0.0)
-    error = np.where(valid, np.abs(pred - gt) / np.where(valid, gt, 1.0), 0.0)
+    size = max(1, gt.shape[1] // 200)
+    gt_disparity = _dilate(gt_disparity, size)
+    gt_colour = np.where(gt_disparity[..., None] > 0, _colour_disparity(gt_disparity, lo, hi), 0.0)
+    error = _dilate(np.where(valid, np.abs(pred - gt) / np.where(valid, gt, 1.0), 0.0), size)
     error_colour = visualize.apply_colormap(error[None], "magma", 0.0, 0.5)[0].numpy()
     return [sample.image, _colour_disparity(pred_disparity, lo, hi), gt_colour, error_colour]
 
@@ -280,9 +286,8 @@ def format_report(summary, median_scaling=True):
     """The printed table plus the scaling-ratio line."""
     lines = [metrics.format_table(summary)]
     if median_scaling:
-        lines.append(
-            f"median scaling ratios: median {summary['ratio_median']:.3f}, std {summary['ratio_std']:.3f}"
-        )
+        median, std = summary["ratio_median"], summary["ratio_std"]
+        lines.append(f"median scaling ratios: median {median:.3f}, std {std:.3f}")
     lines.append(f"{summary['num_images']} images")
     return "\n".join(lines)
 
@@ -291,57 +296,67 @@ def format_report(summary, median_scaling=True):
 
 
 def define_flags(flag_values=flags.FLAGS):
-    """Declares the CLI flags on ``flag_values`` (not at import, so the library can be imported anywhere)."""
+    """Declares the CLI flags on ``flag_values`` (not at import: the library is imported anywhere)."""
     fv = flag_values
     flags.DEFINE_enum("dataset", None, DATASETS, "Ground-truth source.", flag_values=fv)
     flags.DEFINE_string(
         "data_dir", None,
-        "KITTI raw root, Cityscapes root, TFDS dataset version folder, or the image folder "
-        "for --dataset=folder.", flag_values=fv)
-    flags.DEFINE_string("split_file", None, "KITTI split file (eigen/ or eigen_benchmark/test_files.txt).",
-                        flag_values=fv)
-    flags.DEFINE_string("gt_cache", None,
-                        "kitti_eigen: .npz cache of the projected Velodyne depth "
-                        "(default <output_dir>/kitti_eigen_gt.npz).", flag_values=fv)
-    flags.DEFINE_bool("kitti_camera_depth", False,
-                      "kitti_eigen: GT depth is the camera z instead of the Velodyne forward x.",
-                      flag_values=fv)
-    flags.DEFINE_string("kitti_depth_dir", None,
-                        "kitti_benchmark: root of data_depth_annotated ({train,val}/<drive>/proj_depth); "
-                        "default: proj_depth inside each raw drive folder.", flag_values=fv)
-    flags.DEFINE_string("gt_dir", None, "folder: ground-truth depth files (.npy/.npz/16-bit .png).",
-                        flag_values=fv)
-    flags.DEFINE_list("crop", None, "folder: evaluated region as fractions top,bottom,left,right.",
-                      flag_values=fv)
+        "KITTI raw root, Cityscapes root, TFDS dataset version folder, or (folder) the images.",
+        flag_values=fv)
+    flags.DEFINE_string(
+        "split_file", None,
+        "KITTI split file: eigen/test_files.txt or eigen_benchmark/test_files.txt.",
+        flag_values=fv)
+    flags.DEFINE_string(
+        "gt_cache", None,
+        "kitti_eigen: .npz cache of the projected Velodyne depth "
+        "(default <output_dir>/kitti_eigen_gt.npz).",
+        flag_values=fv)
+    flags.DEFINE_bool(
+        "kitti_camera_depth", False,
+        "kitti_eigen: GT depth is the camera z instead of the Velodyne forward x.",
+        flag_values=fv)
+    flags.DEFINE_string(
+        "kitti_depth_dir", None,
+        "kitti_benchmark: data_depth_annotated root ({train,val}/<drive>/proj_depth); "
+        "default: proj_depth inside each raw drive folder.",
+        flag_values=fv)
+    flags.DEFINE_string(
+        "gt_dir", None, "folder: GT depth files (.npy/.npz/16-bit .png in m*256).", flag_values=fv)
+    flags.DEFINE_list(
+        "crop", None, "folder: evaluated region as fractions top,bottom,left,right.", flag_values=fv)
     flags.DEFINE_string("split", "test", "cityscapes/tfds: split name.", flag_values=fv)
-    flags.DEFINE_string("saved_model", None, "SavedModel with a 'depth' signature.", flag_values=fv)
-    flags.DEFINE_string("predictions", None,
-                        "Precomputed depth: .npy/.npz [N,H,W] or a folder of files, in sample order.",
-                        flag_values=fv)
+    flags.DEFINE_string(
+        "saved_model", None, "SavedModel folder with a 'depth' signature.", flag_values=fv)
+    flags.DEFINE_string(
+        "predictions", None,
+        "Precomputed depth: .npy/.npz [N,H,W] or a folder of files, in sample order.",
+        flag_values=fv)
     flags.DEFINE_integer("batch_size", 8, "Images per model call.", flag_values=fv)
-    flags.DEFINE_integer("input_height", 0, "Resize inputs to this height before predicting (0: native).",
-                         flag_values=fv)
-    flags.DEFINE_integer("input_width", 0, "Resize inputs to this width before predicting (0: native).",
-                         flag_values=fv)
-    flags.DEFINE_bool("no_median_scaling", False,
-                      "Do not median-scale (metric models); multiply by --scale instead.", flag_values=fv)
-    flags.DEFINE_float("scale", 1.0, "Fixed factor applied to predictions (default 1).", flag_values=fv)
-    flags.DEFINE_float("min_depth", metrics.MIN_DEPTH, "Valid GT range / clamp, metres (default 1e-3).",
-                       flag_values=fv)
-    flags.DEFINE_float("max_depth", metrics.MAX_DEPTH, "Valid GT range / clamp, metres (default 80).",
-                       flag_values=fv)
-    flags.DEFINE_string("output_dir", None, "Where metrics.json (and CSV/PNG) are written.", flag_values=fv)
+    flags.DEFINE_integer(
+        "input_height", 0, "Resize inputs to this height first (0: native).", flag_values=fv)
+    flags.DEFINE_integer(
+        "input_width", 0, "Resize inputs to this width first (0: native).", flag_values=fv)
+    flags.DEFINE_bool(
+        "no_median_scaling", False,
+        "Do not median-scale (metric models); multiply by --scale instead.", flag_values=fv)
+    flags.DEFINE_float(
+        "scale", 1.0, "Fixed factor applied to the predictions.", flag_values=fv)
+    flags.DEFINE_float(
+        "min_depth", metrics.MIN_DEPTH, "Valid GT range and clamp, metres.", flag_values=fv)
+    flags.DEFINE_float(
+        "max_depth", metrics.MAX_DEPTH, "Valid GT range and clamp, metres.", flag_values=fv)
+    flags.DEFINE_string(
+        "output_dir", None, "Where metrics.json (and CSV/PNG) are written.", flag_values=fv)
     flags.DEFINE_bool("per_image", False, "Also write per_image.csv.", flag_values=fv)
-    flags.DEFINE_integer("num_worst", 0, "Write worst.png with this many worst images (0: none).",
-                         flag_values=fv)
-    flags.mark_flags_as_required(["dataset", "output_dir"], flag_values=fv)
+    flags.DEFINE_integer(
+        "num_worst", 0, "Write worst.png with this many worst images (0: none).", flag_values=fv)
+    flags.mark_flags_as_required(["dataset", "data_dir", "output_dir"], flag_values=fv)
     flags.mark_flags_as_mutual_exclusive(PREDICTION_FLAGS, required=True, flag_values=fv)
 
 
 def samples_from_flags(fv):
     """The ground-truth :class:`~depth_motion_tf.ground_truth.Samples` the flags select."""
-    if fv.dataset in ("kitti_eigen", "kitti_benchmark", "folder") and not fv.data_dir:
-        raise app.UsageError(f"--dataset={fv.dataset} needs --data_dir")
     if fv.dataset.startswith("kitti") and not fv.split_file:
         raise app.UsageError(f"--dataset={fv.dataset} needs --split_file")
     if fv.dataset == "kitti_eigen":
@@ -362,10 +377,8 @@ def samples_from_flags(fv):
 
 
 def predict_fn_from_flags(fv):
-    """The ``predict_depth`` callable of the model flag given (new model routes go here)."""
-    if fv.saved_model:
-        return saved_model_predict_fn(fv.saved_model)
-    raise app.UsageError(f"one of {['--' + f for f in PREDICTION_FLAGS]} is required")
+    """The ``predict_depth`` callable of the model flag given (one branch per PREDICTION_FLAGS route)."""
+    return saved_model_predict_fn(fv.saved_model)
 
 
 def run(fv):

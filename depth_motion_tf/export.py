@@ -149,7 +149,7 @@ def main(argv):
     model = load_model(args.model_dir, args.checkpoint)
     output = args.output or os.path.join(args.model_dir, "saved_model")
     export_saved_model(model, output)
-    print(f"Exported step {int(model.optimizer.iterations)} to {output} (signatures: depth, motion)")
+    print(f"Exported step {int(model.optimizer.iterations.numpy())} to {output} (signatures: depth, motion)")
 
 
 if __name__ == "__main__":

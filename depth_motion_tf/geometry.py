@@ -4,6 +4,7 @@ Pure TensorFlow functions (METHOD.md §3 and §5), float32, batched. Pixel
 coordinates are in pixels with (0, 0) the centre of the top-left pixel; angles
 in radians; depth and translation in the same (arbitrary, learned) units.
 """
+
 import tensorflow as tf
 
 
@@ -135,9 +136,7 @@ def per_video_intrinsics(params, height, width):
 
 def _pixel_grid(height, width):
     """``[H, W, 3]`` float32 homogeneous pixel coordinates ``(u, v, 1)``."""
-    u, v = tf.meshgrid(
-        tf.range(width, dtype=tf.float32), tf.range(height, dtype=tf.float32)
-    )
+    u, v = tf.meshgrid(tf.range(width, dtype=tf.float32), tf.range(height, dtype=tf.float32))
     return tf.stack([u, v, tf.ones_like(u)], axis=-1)
 
 

@@ -93,6 +93,17 @@ def read_png_depth(path, scale=features.DEPTH_PNG_SCALE):
     return values.astype(np.float32) / np.float32(scale)
 
 
+def read_npz_depth(path):
+    """The depth array of an ``.npz``: its ``depth`` key, or its only array."""
+    with np.load(path) as archive:
+        keys = list(archive.keys())
+        if "depth" in keys:
+            return archive["depth"]
+        if len(keys) == 1:
+            return archive[keys[0]]
+    raise ValueError(f"{path}: expected a 'depth' array or a single array, found {keys}")
+
+
 def read_depth_file(path, png_scale=features.DEPTH_PNG_SCALE):
     """A depth file → ``[H, W]`` float32 metres.
 
@@ -107,11 +118,7 @@ def read_depth_file(path, png_scale=features.DEPTH_PNG_SCALE):
     if suffix == ".npy":
         depth = np.load(path)
     elif suffix == ".npz":
-        with np.load(path) as archive:
-            keys = list(archive.keys())
-            if "depth" not in keys and len(keys) != 1:
-                raise ValueError(f"{path}: expected a 'depth' array or a single array, found {keys}")
-            depth = archive["depth" if "depth" in keys else keys[0]]
+        depth = read_npz_depth(path)
     else:
         raise ValueError(f"{path}: unsupported depth file type (use {DEPTH_EXTENSIONS})")
     depth = np.squeeze(depth)
@@ -156,7 +163,8 @@ def read_kitti_split(path):
 
 def kitti_image_path(kitti_root, entry):
     """Path of a raw KITTI colour image (``.png``, or ``.jpg`` if converted)."""
-    stem = pathlib.Path(kitti_root) / entry.drive / f"image_0{entry.camera}" / "data" / f"{entry.frame:010d}"
+    folder = pathlib.Path(kitti_root) / entry.drive / f"image_0{entry.camera}" / "data"
+    stem = folder / f"{entry.frame:010d}"
     for suffix in (".png", ".jpg"):
         if stem.with_suffix(suffix).is_file():
             return stem.with_suffix(suffix)
@@ -258,7 +266,8 @@ def kitti_velodyne_depth(kitti_root, entry, camera_depth=False):
     cam_to_cam = read_calib_file(root / date / "calib_cam_to_cam.txt")
     velo_to_cam = read_calib_file(root / date / "calib_velo_to_cam.txt")
     width, height = cam_to_cam[f"S_rect_0{entry.camera}"].astype(int)
-    scan_path = _require_file(root / entry.drive / "velodyne_points" / "data" / f"{entry.frame:010d}.bin")
+    scan_dir = root / entry.drive / "velodyne_points" / "data"
+    scan_path = _require_file(scan_dir / f"{entry.frame:010d}.bin")
     points = np.fromfile(scan_path, dtype=np.float32)
     if points.size % 4:
         raise ValueError(f"{scan_path}: size is not a multiple of 4 float32 values")
@@ -292,7 +301,8 @@ def load_or_build_velodyne_cache(kitti_root, entries, cache_path, camera_depth=F
     cache = np.load(cache_path)
     if list(cache["names"]) != list(names) or str(cache["convention"]) != convention:
         raise ValueError(
-            f"{cache_path}: cached ground truth is for another split or depth convention; delete it to rebuild"
+            f"{cache_path}: cached ground truth is for another split or depth convention; "
+            "delete it to rebuild"
         )
     return cache
 
@@ -326,7 +336,9 @@ def kitti_improved_depth_path(kitti_root, entry, depth_root=None):
     when ``depth_root`` is given, in the depth benchmark's own layout
     ``<depth_root>/{train,val}/<drive>/proj_depth/groundtruth/image_0c/``.
     """
-    relative = pathlib.Path("proj_depth", "groundtruth", f"image_0{entry.camera}", f"{entry.frame:010d}.png")
+    relative = pathlib.Path(
+        "proj_depth", "groundtruth", f"image_0{entry.camera}", f"{entry.frame:010d}.png"
+    )
     candidates = [pathlib.Path(kitti_root) / entry.drive / relative]
     if depth_root:
         drive = entry.drive.split("/")[-1]
@@ -334,7 +346,8 @@ def kitti_improved_depth_path(kitti_root, entry, depth_root=None):
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"improved ground truth of {entry.name} not found; tried {[str(c) for c in candidates]}")
+    tried = ", ".join(str(c) for c in candidates)
+    raise FileNotFoundError(f"improved ground truth of {entry.name} not found; tried {tried}")
 
 
 def kitti_benchmark_samples(kitti_root, split_file, depth_root=None):
@@ -444,7 +457,8 @@ def folder_samples(image_dir, depth_dir, crop=None, png_scale=features.DEPTH_PNG
             candidate = pathlib.Path(depth_dir) / f"{image_path.stem}{suffix}"
             if candidate.is_file():
                 return candidate
-        raise FileNotFoundError(f"{pathlib.Path(depth_dir) / image_path.stem}.*: no depth file for {image_path}")
+        missing = pathlib.Path(depth_dir) / f"{image_path.stem}.*"
+        raise FileNotFoundError(f"{missing}: no depth file for {image_path}")
 
     def iterate():
         for path in image_paths:
@@ -474,7 +488,8 @@ def tfds_samples(dataset_dir, split="test"):
 
     def iterate():
         for example in tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)):
-            name = f"{example[features.VIDEO_ID].decode()}/{example[features.FRAME_IDS][MIDDLE_FRAME].decode()}"
+            video = example[features.VIDEO_ID].decode()
+            name = f"{video}/{example[features.FRAME_IDS][MIDDLE_FRAME].decode()}"
             depth = features.decode_depth(example[features.DEPTH][MIDDLE_FRAME, ..., 0]).numpy()
             yield DepthSample(name, example[features.RGB][MIDDLE_FRAME], depth, None)
 

@@ -5,6 +5,7 @@ losses are computed for the direction 1→2; :class:`DepthMotionLosses` computes
 both directions in one batched pass over "direction-stacked" inputs (rows
 ``0..B-1`` are 1→2, rows ``B..2B-1`` are 2→1).
 """
+
 import dataclasses
 
 import tensorflow as tf
@@ -158,7 +159,9 @@ def rotation_cycle_consistency(rotation1, rotation2):
     return tf.reduce_mean(ratio)
 
 
-def translation_cycle_consistency(pixel_x, pixel_y, occlusion, rotation1, translation1, translation2):
+def translation_cycle_consistency(
+    pixel_x, pixel_y, occlusion, rotation1, translation1, translation2
+):
     """``mean(O · ‖R1 T̃2 + T1‖² / (‖T1‖² + ‖T̃2‖² + 1e-24))`` (METHOD.md §4).
 
     ``T̃2`` is frame 2's translation field resampled where frame 1's pixels
@@ -186,7 +189,9 @@ def translation_cycle_consistency(pixel_x, pixel_y, occlusion, rotation1, transl
     return tf.reduce_mean(occlusion * ratio)
 
 
-def motion_cycle_consistency(pixel_x, pixel_y, mask, rotation1, translation1, rotation2, translation2):
+def motion_cycle_consistency(
+    pixel_x, pixel_y, mask, rotation1, translation1, rotation2, translation2
+):
     """Rotation and translation cycle-consistency errors (METHOD.md §4).
 
     Args:

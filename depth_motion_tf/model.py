@@ -4,6 +4,8 @@
 for both orders in one call, the full translation field, the intrinsics, all
 losses for both directions in one batched pass, a guarded Adam update.
 """
+import dataclasses
+
 import keras
 import tensorflow as tf
 
@@ -68,7 +70,8 @@ class DepthMotionModel(keras.Model):
         self.consecutive_bad_steps = tf.Variable(
             0, trainable=False, dtype=tf.int64, name="consecutive_bad_steps"
         )
-        self._trackers = {}
+        active = [n for n, w in dataclasses.asdict(loss_weights).items() if w] + ["total"]
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in active}
         self._losses_and_gradients = tf.function(
             self._losses_and_gradients_eager, jit_compile=jit_compile_step
         )
@@ -81,6 +84,7 @@ class DepthMotionModel(keras.Model):
     def build_for_training(self):
         """Creates every variable with a dummy forward pass (call inside the strategy scope)."""
         rgb = tf.zeros([1, 2, self.height, self.width, 3])
+        self(rgb[:, 0])
         self.forward(
             {
                 "rgb": rgb,
@@ -208,7 +212,8 @@ class DepthMotionModel(keras.Model):
         Under a strategy that needs merge calls, the condition is taken in
         cross-replica context (a replica-context cond cannot hold a merge call).
         """
-        variables = self.trainable_variables
+        pairs = [(g, v) for g, v in zip(gradients, self.trainable_variables) if g is not None]
+        gradients, variables = [g for g, _ in pairs], [v for _, v in pairs]
 
         def count(is_finite):
             self.bad_steps.assign_add(tf.cast(~is_finite, tf.int64))
@@ -240,13 +245,9 @@ class DepthMotionModel(keras.Model):
         count(finite)
 
     def _update_trackers(self, losses):
-        logs = {}
         for name, value in losses.items():
-            if name not in self._trackers:
-                self._trackers[name] = keras.metrics.Mean(name=name)
             self._trackers[name].update_state(value)
-            logs[name] = self._trackers[name].result()
-        return logs
+        return {name: tracker.result() for name, tracker in self._trackers.items()}
 
     @property
     def metrics(self):
@@ -271,8 +272,8 @@ class DepthMotionModel(keras.Model):
             tf.summary.scalar(f"loss/{name}", value, step=step)
         tf.summary.scalar("learning_rate", self.optimizer.learning_rate, step=step)
         tf.summary.scalar("bad_steps", self.bad_steps, step=step)
-        for name, value in self.motion_net.learned_scales().items():
-            tf.summary.scalar(f"motion/{name}", value, step=step)
+        tf.summary.scalar("motion/rotation_scale", self.motion_net.rotation_scale, step=step)
+        tf.summary.scalar("motion/translation_scale", self.motion_net.translation_scale, step=step)
         mean_k = tf.reduce_mean(geometry.intrinsics_vector(extras["intrinsics"]), 0)
         for name, value in zip(("fx", "fy", "cx", "cy"), tf.unstack(mean_k)):
             tf.summary.scalar(f"intrinsics/{name}", value, step=step)

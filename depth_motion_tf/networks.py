@@ -17,6 +17,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from depth_motion_tf.geometry import intrinsics_matrix
+
 SERIALIZATION_PACKAGE = "depth_motion_tf"
 
 NORM_EPSILON = 1e-3
@@ -30,7 +32,7 @@ DECODER_FILTERS = (256, 128, 64, 32, 16)  # levels 5..1
 
 MOTION_ENCODER_FILTERS = (16, 32, 64, 128, 256, 512, 1024)  # c1..c7
 MOTION_SCALE_INIT = 0.01
-MOTION_SCALE_MIN = 0.001
+LEARNED_SCALE_MIN = 0.001  # lower bound of every learned scale
 FIELD_BURNIN_STEPS = 20000
 
 
@@ -88,24 +90,6 @@ def auto_mask(field):
     """
     norm = tf.norm(tf.stop_gradient(field), axis=-1, keepdims=True)
     return field * tf.cast(norm > tf.reduce_mean(norm), field.dtype)
-
-
-def intrinsics_matrix(fx, fy, cx, cy):
-    """Pinhole intrinsics ``[[fx, 0, cx], [0, fy, cy], [0, 0, 1]]``.
-
-    Args:
-        fx, fy, cx, cy: [B] float32, in pixels.
-    Returns:
-        [B, 3, 3] float32.
-    """
-    zeros = tf.zeros_like(fx)
-    ones = tf.ones_like(fx)
-    rows = [
-        tf.stack([fx, zeros, cx], axis=-1),
-        tf.stack([zeros, fy, cy], axis=-1),
-        tf.stack([zeros, zeros, ones], axis=-1),
-    ]
-    return tf.stack(rows, axis=-2)
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
@@ -198,7 +182,8 @@ class ResNet18Encoder(keras.layers.Layer):
         for stage, filters in enumerate(ENCODER_STAGE_FILTERS, start=2):
             for block in range(1, BLOCKS_PER_STAGE + 1):
                 strides = 2 if (stage > 2 and block == 1) else 1
-                self.blocks.append(self._basic_block_layers(f"stage{stage}_block{block}", filters, strides))
+                prefix = f"stage{stage}_block{block}"
+                self.blocks.append(self._basic_block_layers(prefix, filters, strides))
 
     @staticmethod
     def _basic_block_layers(prefix, filters, strides):
@@ -229,11 +214,13 @@ class ResNet18Encoder(keras.layers.Layer):
         }
 
     def _basic_block(self, x, layers, noise, training):
+        def conv_norm(conv, norm, inputs):
+            return layers[norm](layers[conv](inputs), noise_stddev=noise, training=training)
+
         shortcut = x
         if "shortcut_conv" in layers:
-            shortcut = layers["shortcut_norm"](layers["shortcut_conv"](x), noise_stddev=noise, training=training)
-        x = tf.nn.relu(layers["norm1"](layers["conv1"](x), noise_stddev=noise, training=training))
-        x = layers["norm2"](layers["conv2"](x), noise_stddev=noise, training=training)
+            shortcut = conv_norm("shortcut_conv", "shortcut_norm", x)
+        x = conv_norm("conv2", "norm2", tf.nn.relu(conv_norm("conv1", "norm1", x)))
         return tf.nn.relu(x + shortcut)
 
     def call(self, inputs, noise_stddev=0.0, training=False):
@@ -245,7 +232,8 @@ class ResNet18Encoder(keras.layers.Layer):
             List ``[e1, ..., e5]`` with strides 2, 4, 8, 16, 32 and 64, 64, 128,
             256, 512 channels.
         """
-        e1 = tf.nn.relu(self.norm1(self.conv1(inputs), noise_stddev=noise_stddev, training=training))
+        e1 = self.norm1(self.conv1(inputs), noise_stddev=noise_stddev, training=training)
+        e1 = tf.nn.relu(e1)
         x = self.max_pool(e1)
         features = [e1]
         for index, layers in enumerate(self.blocks):
@@ -309,10 +297,14 @@ class DepthNet(keras.Model):
     noise when ``step`` is None); there is never noise at inference.
     """
 
-    def __init__(self, learn_scale=False, weight_decay=0.0, name="depth_net", **kwargs):
+    def __init__(
+        self, learn_scale=False, weight_decay=0.0, noise_rampup_steps=NOISE_RAMPUP_STEPS,
+        name="depth_net", **kwargs,
+    ):
         super().__init__(name=name, **kwargs)
         self.learn_scale = learn_scale
         self.weight_decay = weight_decay
+        self.noise_rampup_steps = noise_rampup_steps
         self.encoder = ResNet18Encoder(name="encoder")
         regularizer = _weight_regularizer(weight_decay)
         self.upconvs = []
@@ -337,17 +329,25 @@ class DepthNet(keras.Model):
         if learn_scale:
             self.depth_scale = self.add_weight(
                 shape=(), initializer="ones", name="depth_scale", autocast=False,
-                constraint=MinValue(MOTION_SCALE_MIN),
+                constraint=MinValue(LEARNED_SCALE_MIN),
             )
 
     def call(self, images, training=False, step=None):
+        """Args:
+            images: [B, H, W, 3] float in [0, 1], H and W multiples of 32.
+            training: whether the normalisation statistics are randomised.
+            step: scalar int (tensor), the training iteration for the noise ramp-up;
+                None in training means full noise.
+        Returns:
+            [B, H, W, 1] float32 depth, strictly positive.
+        """
         _check_depth_input_size(images)
         if not training:
             noise = 0.0
         elif step is None:
             noise = MAX_NOISE_STDDEV
         else:
-            noise = noise_stddev(step)
+            noise = noise_stddev(step, self.noise_rampup_steps)
         e1, e2, e3, e4, e5 = self.encoder(2.0 * images - 1.0, noise_stddev=noise, training=training)
         x = e5
         for upconv, iconv, skip in zip(self.upconvs, self.iconvs, (e4, e3, e2, e1, None)):
@@ -362,7 +362,8 @@ class DepthNet(keras.Model):
 
     def _build_encoder(self):
         if not self.encoder.built:
-            self.encoder(tf.zeros([1, DEPTH_SIZE_DIVISOR, DEPTH_SIZE_DIVISOR, 3], self.compute_dtype))
+            size = DEPTH_SIZE_DIVISOR
+            self.encoder(tf.zeros([1, size, size, 3], self.compute_dtype))
 
     def save_encoder_weights(self, path):
         """Writes the encoder weights as a dict ``name → array`` (``.npz`` or ``.weights.h5``).
@@ -371,7 +372,8 @@ class DepthNet(keras.Model):
         (see :class:`ResNet18Encoder`).
         """
         self._build_encoder()
-        arrays = {name: variable.numpy() for name, variable in self.encoder.named_variables().items()}
+        variables = self.encoder.named_variables()
+        arrays = {name: variable.numpy() for name, variable in variables.items()}
         _write_weight_dict(path, arrays)
 
     def load_encoder_weights(self, path):
@@ -405,7 +407,13 @@ class DepthNet(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"learn_scale": self.learn_scale, "weight_decay": self.weight_decay})
+        config.update(
+            {
+                "learn_scale": self.learn_scale,
+                "weight_decay": self.weight_decay,
+                "noise_rampup_steps": self.noise_rampup_steps,
+            }
+        )
         return config
 
 
@@ -500,14 +508,18 @@ class MotionNet(keras.Model):
             MotionFieldRefinement(weight_decay, name=f"refine{level}")
             for level in range(len(MOTION_ENCODER_FILTERS), -1, -1)
         ]
-        self.intrinsics_focal = self._conv(2, 1, "intrinsics_focal", activation=None, dtype="float32")
+        self.intrinsics_focal = self._conv(
+            2, 1, "intrinsics_focal", activation=None, dtype="float32"
+        )
         self.intrinsics_offset = self._conv(
             2, 1, "intrinsics_offset", activation=None, use_bias=False, dtype="float32"
         )
         self.rotation_scale = self._scale("rotation_scale")
         self.translation_scale = self._scale("translation_scale")
 
-    def _conv(self, filters, kernel_size, name, strides=1, activation="relu", use_bias=True, dtype=None):
+    def _conv(
+        self, filters, kernel_size, name, strides=1, activation="relu", use_bias=True, dtype=None
+    ):
         return keras.layers.Conv2D(
             filters, kernel_size, strides=strides, padding="same", activation=activation,
             use_bias=use_bias, kernel_regularizer=self._regularizer, name=name, dtype=dtype,
@@ -516,17 +528,33 @@ class MotionNet(keras.Model):
     def _scale(self, name):
         return self.add_weight(
             shape=(), initializer=keras.initializers.Constant(MOTION_SCALE_INIT), name=name,
-            autocast=False, constraint=MinValue(MOTION_SCALE_MIN),
+            autocast=False, constraint=MinValue(LEARNED_SCALE_MIN),
         )
 
     def _intrinsics(self, bottleneck, height, width):
-        """``(fx, fy) = softplus(conv(b)) (W, H)``, ``(cx, cy) = (conv(b) + 0.5) (W, H)``; [B, 3, 3]."""
+        """Intrinsics head on the bottleneck ``b``.
+
+        ``(fx, fy) = softplus(conv(b)) (W, H)``; ``(cx, cy) = (conv(b) + 0.5) (W, H)``.
+
+        Args:
+            bottleneck: [B, 1, 1, 1024] float32.
+            height, width: scalar int32, the input size in pixels.
+        Returns:
+            [B, 3, 3] float32 intrinsics in pixels.
+        """
         size = tf.cast(tf.stack([width, height]), tf.float32)
         focal = tf.nn.softplus(self.intrinsics_focal(bottleneck))[:, 0, 0, :] * size
         centre = (self.intrinsics_offset(bottleneck)[:, 0, 0, :] + 0.5) * size
         return intrinsics_matrix(focal[:, 0], focal[:, 1], centre[:, 0], centre[:, 1])
 
     def call(self, inputs, training=False, step=None):
+        """Args:
+            inputs: [B, H, W, 8] or [B, H, W, 6] float, the frame pair (and depths).
+            training: unused (the network behaves the same in training).
+            step: scalar int (tensor) for the motion-field burn-in, or None (fully on).
+        Returns:
+            Dict of float32 tensors, see the class docstring.
+        """
         encoded = []
         x = inputs
         for conv in self.encoder_convs:

@@ -32,35 +32,24 @@ import tensorflow as tf  # noqa: E402
 import tqdm  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from depth_motion_tf import evaluate, geometry, ground_truth  # noqa: E402
+
 SNIPPET_LENGTH = 5
 
 
-def rotation_from_angles(angles):
-    """``R = Rx(rx) · Ry(ry) · Rz(rz)`` (METHOD.md §3).
+def motion_matrices(motions):
+    """Per-pair motions → 4x4 transforms.
 
     Args:
-        angles: ``[..., 3]`` float radians ``(rx, ry, rz)``.
+        motions: ``[N, 6]`` ``(rx, ry, rz, tx, ty, tz)``, radians and depth units.
     Returns:
-        ``[..., 3, 3]`` float64 rotation matrices.
+        ``[N, 4, 4]`` float64 ``[[R, t], [0, 1]]`` with ``R = Rx Ry Rz``
+        (:func:`depth_motion_tf.geometry.rotation_matrix`, float32 precision)
+        and ``X2 = R X1 + t``.
     """
-    angles = np.asarray(angles, dtype=np.float64)
-    cos, sin = np.cos(angles), np.sin(angles)
-    one, zero = np.ones(angles.shape[:-1]), np.zeros(angles.shape[:-1])
-
-    def matrix(rows):
-        return np.stack([np.stack(row, axis=-1) for row in rows], axis=-2)
-
-    rx = matrix([[one, zero, zero], [zero, cos[..., 0], -sin[..., 0]], [zero, sin[..., 0], cos[..., 0]]])
-    ry = matrix([[cos[..., 1], zero, sin[..., 1]], [zero, one, zero], [-sin[..., 1], zero, cos[..., 1]]])
-    rz = matrix([[cos[..., 2], -sin[..., 2], zero], [sin[..., 2], cos[..., 2], zero], [zero, zero, one]])
-    return rx @ ry @ rz
-
-
-def motion_matrices(motions):
-    """Per-pair motions ``[N, 6]`` ``(rx, ry, rz, tx, ty, tz)`` → ``[N, 4, 4]`` with ``X2 = R X1 + t``."""
     motions = np.asarray(motions, dtype=np.float64)
     matrices = np.tile(np.eye(4), (len(motions), 1, 1))
-    matrices[:, :3, :3] = rotation_from_angles(motions[:, :3])
+    matrices[:, :3, :3] = geometry.rotation_matrix(motions[:, :3]).numpy()
     matrices[:, :3, 3] = motions[:, 3:]
     return matrices
 
@@ -81,7 +70,7 @@ def chain_motions(matrices):
 
 
 def relative_to_first(poses):
-    """``[K, 4, 4]`` camera-to-world poses → the same in the first camera's coordinates (``P_0⁻¹ P_i``)."""
+    """``[K, 4, 4]`` camera-to-world poses → the same in the first camera's frame: ``P_0⁻¹ P_i``."""
     return np.linalg.inv(poses[0]) @ poses
 
 
@@ -119,7 +108,9 @@ def snippet_ates(gt_poses, matrices, snippet_length=SNIPPET_LENGTH):
         ``[N - snippet_length + 1]`` float64 errors.
     """
     if len(matrices) != len(gt_poses) - 1:
-        raise ValueError(f"{len(matrices)} pair motions for {len(gt_poses)} poses; expected {len(gt_poses) - 1}")
+        raise ValueError(
+            f"{len(matrices)} pair motions for {len(gt_poses)} poses; expected {len(gt_poses) - 1}"
+        )
     errors = []
     for start in range(len(gt_poses) - snippet_length + 1):
         gt = relative_to_first(gt_poses[start : start + snippet_length])[:, :3, 3]
@@ -192,20 +183,22 @@ def saved_model_motions(saved_model, image_paths, batch_size=8, input_size=None)
     """
     loaded = tf.saved_model.load(str(saved_model))
     if "motion" not in loaded.signatures:
-        raise ValueError(f"{saved_model}: SavedModel has no 'motion' signature (has {list(loaded.signatures)})")
+        raise ValueError(
+            f"{saved_model}: SavedModel has no 'motion' signature (has {list(loaded.signatures)})"
+        )
     signature = loaded.signatures["motion"]
 
-    def read(path):
-        image = tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False)
-        if input_size:
-            image = tf.cast(tf.round(tf.image.resize(image, input_size, antialias=True)), tf.uint8)
-        return image
-
-    frames = [read(p) for p in tqdm.tqdm(image_paths, desc="reading frames", unit="frame")]
+    frames = [
+        evaluate.resize_image(ground_truth.read_image(path), input_size)
+        for path in tqdm.tqdm(image_paths, desc="reading frames", unit="frame")
+    ]
     motions = []
     for start in tqdm.trange(0, len(frames) - 1, batch_size, desc="predicting", unit="batch"):
         stop = min(start + batch_size, len(frames) - 1)
-        out = signature(image1=tf.stack(frames[start:stop]), image2=tf.stack(frames[start + 1 : stop + 1]))
+        out = signature(
+            image1=tf.constant(np.stack(frames[start:stop])),
+            image2=tf.constant(np.stack(frames[start + 1 : stop + 1])),
+        )
         rotation = tf.reshape(out["rotation"], [-1, 3])
         translation = tf.reshape(out["translation"], [-1, 3])
         motions.append(tf.concat([rotation, translation], axis=1).numpy())
@@ -218,19 +211,35 @@ def saved_model_motions(saved_model, image_paths, batch_size=8, input_size=None)
 def define_flags(flag_values=flags.FLAGS):
     """Declares the CLI flags on ``flag_values`` (not at import)."""
     fv = flag_values
-    flags.DEFINE_string("poses_gt", None, "KITTI ground-truth pose file (poses/09.txt).", flag_values=fv)
     flags.DEFINE_string(
-        "predictions", None,
-        "A .npy [N-1, 6] of per-pair (rx, ry, rz, tx, ty, tz), or a SavedModel with a 'motion' signature.",
-        flag_values=fv)
-    flags.DEFINE_string("sequence_dir", None, "With a SavedModel: the sequence folder (holding image_2/*.png).",
-                        flag_values=fv)
-    flags.DEFINE_integer("input_height", 0, "Resize frames to this height (0: native).", flag_values=fv)
-    flags.DEFINE_integer("input_width", 0, "Resize frames to this width (0: native).", flag_values=fv)
+        "poses_gt", None, "KITTI ground-truth pose file (poses/09.txt).", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "predictions",
+        None,
+        "A .npy [N-1, 6] of per-pair (rx, ry, rz, tx, ty, tz), "
+        "or a SavedModel with a 'motion' signature.",
+        flag_values=fv,
+    )
+    flags.DEFINE_string(
+        "sequence_dir",
+        None,
+        "With a SavedModel: the sequence folder (holding image_2/*.png).",
+        flag_values=fv,
+    )
+    flags.DEFINE_integer(
+        "input_height", 0, "Resize frames to this height (0: native).", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "input_width", 0, "Resize frames to this width (0: native).", flag_values=fv
+    )
     flags.DEFINE_integer("batch_size", 8, "Frame pairs per model call.", flag_values=fv)
-    flags.DEFINE_integer("snippet_length", SNIPPET_LENGTH, "Frames per ATE snippet (default 5).", flag_values=fv)
-    flags.DEFINE_string("output_dir", None, "Where odometry.json, trajectory.txt/.png are written.",
-                        flag_values=fv)
+    flags.DEFINE_integer(
+        "snippet_length", SNIPPET_LENGTH, "Frames per ATE snippet (default 5).", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "output_dir", None, "Where odometry.json, trajectory.txt/.png are written.", flag_values=fv
+    )
     flags.mark_flags_as_required(["poses_gt", "predictions", "output_dir"], flag_values=fv)
 
 
@@ -262,7 +271,8 @@ def run(fv):
     output_dir.mkdir(parents=True, exist_ok=True)
     trajectory = chain_motions(matrices)
     write_kitti_poses(output_dir / "trajectory.txt", trajectory)
-    global_scale = plot_trajectory(gt_poses, trajectory, output_dir / "trajectory.png", pathlib.Path(fv.poses_gt).stem)
+    plot_path = output_dir / "trajectory.png"
+    global_scale = plot_trajectory(gt_poses, trajectory, plot_path, pathlib.Path(fv.poses_gt).stem)
     summary = {
         "ate_mean": float(np.mean(errors)),
         "ate_std": float(np.std(errors)),
@@ -270,9 +280,13 @@ def run(fv):
         "trajectory_scale": global_scale,
     }
     config = {flag.name: flag.value for flag in fv.get_flags_for_module(define_flags.__module__)}
-    (output_dir / "odometry.json").write_text(json.dumps({"results": summary, "config": config}, indent=2))
-    print(f"ATE {summary['ate_mean']:.4f} ± {summary['ate_std']:.4f} m over {len(errors)} {fv.snippet_length}-frame snippets")
-    print(f"Wrote {output_dir / 'odometry.json'}, {output_dir / 'trajectory.txt'}, {output_dir / 'trajectory.png'}")
+    json_path = output_dir / "odometry.json"
+    json_path.write_text(json.dumps({"results": summary, "config": config}, indent=2))
+    print(
+        f"ATE {summary['ate_mean']:.4f} ± {summary['ate_std']:.4f} m over {len(errors)} "
+        f"{fv.snippet_length}-frame snippets"
+    )
+    print(f"Wrote {json_path}, {output_dir / 'trajectory.txt'}, {plot_path}")
     return summary
 
 

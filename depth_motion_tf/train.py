@@ -15,6 +15,7 @@ import time
 
 from absl import app, flags
 import keras
+import numpy as np
 import tensorflow as tf
 
 from depth_motion_tf import data, export
@@ -231,7 +232,7 @@ class CheckpointEveryEpoch(keras.callbacks.Callback):
         self.manager = manager
 
     def on_epoch_end(self, epoch, logs=None):
-        self.manager.save(checkpoint_number=int(self.model.optimizer.iterations))
+        self.manager.save(checkpoint_number=int(self.model.optimizer.iterations.numpy()))
 
 
 class StopOnBadSteps(keras.callbacks.Callback):
@@ -242,7 +243,7 @@ class StopOnBadSteps(keras.callbacks.Callback):
         self.limit = limit
 
     def on_train_batch_end(self, batch, logs=None):
-        bad = int(self.model.consecutive_bad_steps)
+        bad = int(self.model.consecutive_bad_steps.numpy())
         if bad >= self.limit:
             raise RuntimeError(
                 f"{bad} consecutive training steps had a non-finite loss or gradient "
@@ -252,12 +253,21 @@ class StopOnBadSteps(keras.callbacks.Callback):
 
 
 def evaluate_depth_on(model, config):
-    """Depth metrics of ``model`` on ``config.eval_data`` (and a constant-depth baseline)."""
-    from depth_motion_tf import evaluate
+    """Depth metrics (summary dict) of ``model`` on ``config.eval_data``'s ground truth."""
+    from depth_motion_tf import evaluate, ground_truth
 
-    samples = evaluate.tfds_samples(config.eval_data, config.eval_split)
+    samples = ground_truth.tfds_samples(config.eval_data, config.eval_split)
     predict = export.keras_depth_predictor(model, config.height, config.width)
-    return evaluate.evaluate_depth(predict, samples)
+    return evaluate.evaluate_depth(predict, samples).summary
+
+
+def evaluate_constant_depth(config):
+    """The same metrics for a constant-depth prediction: the floor a model must beat."""
+    from depth_motion_tf import evaluate, ground_truth
+
+    samples = ground_truth.tfds_samples(config.eval_data, config.eval_split)
+    constant = lambda images: np.ones(np.shape(images)[:3], np.float32)  # noqa: E731
+    return evaluate.evaluate_depth(constant, samples).summary
 
 
 # ------------------------------------------------------------------ the run
@@ -267,7 +277,8 @@ def train(config):
     Returns:
         dict: ``step``, ``loss`` (final mean total loss of the last epoch),
         ``checkpoint_dir``, ``saved_model`` (path or None), and when
-        ``eval_data`` is set ``metrics_before`` / ``metrics_after`` dicts.
+        ``eval_data`` is set the metric summaries ``metrics_constant`` (a
+        constant-depth prediction), ``metrics_before`` and ``metrics_after``.
     """
     set_precision_policy(config.mixed_precision)
     strategy = make_strategy()
@@ -300,11 +311,12 @@ def train(config):
     manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, config.keep_checkpoints)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).expect_partial()
-        print(f"Resumed from {manager.latest_checkpoint} at step {int(model.optimizer.iterations)}")
+        print(f"Resumed from {manager.latest_checkpoint} at step {int(model.optimizer.iterations.numpy())}")
     result = {"checkpoint_dir": checkpoint_dir, "saved_model": None}
     if config.eval_data:
+        result["metrics_constant"] = evaluate_constant_depth(config)
         result["metrics_before"] = evaluate_depth_on(model, config)
-    step = int(model.optimizer.iterations)
+    step = int(model.optimizer.iterations.numpy())
     writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "train"))
     epochs = math.ceil(config.num_steps / config.checkpoint_every)
     history = None
@@ -319,7 +331,7 @@ def train(config):
                 verbose=config.verbose,
             )
         writer.flush()
-    result["step"] = int(model.optimizer.iterations)
+    result["step"] = int(model.optimizer.iterations.numpy())
     result["loss"] = history.history["total"][-1] if history else float("nan")
     if config.eval_data:
         result["metrics_after"] = evaluate_depth_on(model, config)
@@ -338,10 +350,13 @@ def main(argv):
     if config.eval_data:
         from depth_motion_tf import evaluate
 
-        print("Depth before training:")
-        print(evaluate.format_table(result["metrics_before"]))
-        print("Depth after training:")
-        print(evaluate.format_table(result["metrics_after"]))
+        for title, key in (
+            ("constant depth (the floor)", "metrics_constant"),
+            ("before training", "metrics_before"),
+            ("after training", "metrics_after"),
+        ):
+            print(f"Depth on {config.eval_data} [{config.eval_split}], {title}:")
+            print(evaluate.format_report(result[key]))
     print(
         f"Trained to step {result['step']} in {time.time() - started:.0f} s, final loss "
         f"{result['loss']:.4f}. TensorBoard: tensorboard --logdir {config.model_dir}; "

@@ -1,4 +1,5 @@
 """Tests for depth_motion_tf.geometry: expectations computed by hand or in NumPy."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -22,9 +23,7 @@ def _rz(a):
 
 
 def _k(fx, fy, cx, cy, batch=1):
-    return tf.constant(
-        np.tile([[[fx, 0, cx], [0, fy, cy], [0, 0, 1]]], [batch, 1, 1]), tf.float32
-    )
+    return tf.constant(np.tile([[[fx, 0, cx], [0, fy, cy], [0, 0, 1]]], [batch, 1, 1]), tf.float32)
 
 
 def _grid(height, width):
@@ -37,7 +36,9 @@ def _grid(height, width):
 def test_rotation_matrix_is_orthonormal_with_unit_determinant():
     angles = tf.random.uniform([5, 3], -np.pi, np.pi)
     r = geometry.rotation_matrix(angles).numpy()
-    np.testing.assert_allclose(r @ np.transpose(r, [0, 2, 1]), np.tile(np.eye(3), [5, 1, 1]), atol=1e-6)
+    np.testing.assert_allclose(
+        r @ np.transpose(r, [0, 2, 1]), np.tile(np.eye(3), [5, 1, 1]), atol=1e-6
+    )
     np.testing.assert_allclose(np.linalg.det(r), np.ones(5), atol=1e-6)
 
 
@@ -67,7 +68,9 @@ def test_intrinsics_matrix_and_vector_round_trip():
 
 def test_invert_intrinsics_gives_identity_product():
     k = geometry.intrinsics_matrix([120.0, 7.0], [80.0, 9.0], [61.5, 3.2], [40.2, 4.4])
-    np.testing.assert_allclose(k @ geometry.invert_intrinsics(k), np.tile(np.eye(3), [2, 1, 1]), atol=1e-6)
+    np.testing.assert_allclose(
+        k @ geometry.invert_intrinsics(k), np.tile(np.eye(3), [2, 1, 1]), atol=1e-6
+    )
 
 
 def test_scale_intrinsics_scales_x_terms_by_sx_and_y_terms_by_sy():
@@ -86,7 +89,9 @@ def test_flip_intrinsics_mirrors_cx_and_keeps_cy():
 
 
 def test_per_video_intrinsics_at_initial_values():
-    k = geometry.per_video_intrinsics(tf.constant([[1.0, 1.0, 0.5, 0.5], [2.0, 0.5, 0.25, 1.0]]), 128, 416)
+    k = geometry.per_video_intrinsics(
+        tf.constant([[1.0, 1.0, 0.5, 0.5], [2.0, 0.5, 0.25, 1.0]]), 128, 416
+    )
     np.testing.assert_allclose(
         geometry.intrinsics_vector(k), [[272, 272, 208, 64], [544, 136, 104, 128]]
     )
@@ -98,7 +103,9 @@ def test_per_video_intrinsics_at_initial_values():
 def test_identity_motion_maps_pixels_to_themselves():
     height, width = 4, 6
     depth = tf.fill([2, height, width], 2.0)
-    x, y, z, mask = geometry.warp_depth(depth, tf.zeros([2, 3]), tf.zeros([2, 3]), _k(4, 4, 2, 1, batch=2))
+    x, y, z, mask = geometry.warp_depth(
+        depth, tf.zeros([2, 3]), tf.zeros([2, 3]), _k(4, 4, 2, 1, batch=2)
+    )
     u, v = _grid(height, width)
     np.testing.assert_allclose(x[1], u, atol=1e-6)
     np.testing.assert_allclose(y[1], v, atol=1e-6)
@@ -128,11 +135,16 @@ def test_rigid_motion_of_fronto_parallel_plane_reprojects_to_hand_computed_pixel
     # pixel. So x' = 2 - (v - 1.5) + 0.75 and y' = 1.5 + (u - 2), z' = 2.
     size = 5
     x, y, z, mask = geometry.warp_depth(
-        tf.fill([1, size, size], 2.0), [[0.15, 0.0, 0.0]], [[0.0, 0.0, np.pi / 2]], _k(10, 10, 2, 1.5)
+        tf.fill([1, size, size], 2.0),
+        [[0.15, 0.0, 0.0]],
+        [[0.0, 0.0, np.pi / 2]],
+        _k(10, 10, 2, 1.5),
     )
     u, v = _grid(size, size)
     expected_x, expected_y = 2 - (v - 1.5) + 0.75, 1.5 + (u - 2)
-    inside = (expected_x >= 0) & (expected_x < size - 1) & (expected_y >= 0) & (expected_y < size - 1)
+    inside = (
+        (expected_x >= 0) & (expected_x < size - 1) & (expected_y >= 0) & (expected_y < size - 1)
+    )
     np.testing.assert_array_equal(mask[0], inside)
     np.testing.assert_allclose(x[0].numpy()[inside], expected_x[inside], atol=1e-5)
     np.testing.assert_allclose(y[0].numpy()[inside], expected_y[inside], atol=1e-5)

@@ -20,6 +20,13 @@ def depth_net():
 
 
 @pytest.fixture(scope="module")
+def fresh_depth_net():
+    """A second DepthNet whose encoder weights differ from ``depth_net``'s."""
+    tf.random.set_seed(3)
+    return networks.DepthNet()
+
+
+@pytest.fixture(scope="module")
 def motion_net():
     tf.random.set_seed(2)
     net = networks.MotionNet()
@@ -88,9 +95,8 @@ def test_layer_norm_mean_noise_is_truncated_normal_per_example_and_channel():
 # Depth network.
 
 
-def test_depth_net_shapes_at_training_resolution():
-    net = networks.DepthNet()
-    depth = net(tf.zeros([1, 128, 416, 3]))
+def test_depth_net_shapes_at_training_resolution(depth_net):
+    depth = depth_net(tf.zeros([1, 128, 416, 3]))
     assert depth.shape == (1, 128, 416, 1)
     assert depth.dtype == tf.float32
 
@@ -105,7 +111,8 @@ def test_encoder_features_have_resnet18_strides_and_channels(depth_net):
     features = depth_net.encoder(tf.zeros([1, HEIGHT, WIDTH, 3]))
     shapes = [tuple(f.shape) for f in features]
     assert shapes == [
-        (1, HEIGHT // s, WIDTH // s, c) for s, c in [(2, 64), (4, 64), (8, 128), (16, 256), (32, 512)]
+        (1, HEIGHT // stride, WIDTH // stride, channels)
+        for stride, channels in [(2, 64), (4, 64), (8, 128), (16, 256), (32, 512)]
     ]
 
 
@@ -144,36 +151,38 @@ def test_learned_depth_scale_multiplies_depth():
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".weights.h5"])
-def test_encoder_weights_round_trip(depth_net, tmp_path, suffix):
+def test_encoder_weights_round_trip(depth_net, fresh_depth_net, tmp_path, suffix):
     path = tmp_path / f"encoder{suffix}"
     depth_net.save_encoder_weights(path)
-    fresh = networks.DepthNet()
-    fresh.load_encoder_weights(path)
+    fresh_depth_net.load_encoder_weights(path)  # builds the encoder
+    for variable in fresh_depth_net.encoder.weights:
+        variable.assign(tf.zeros_like(variable))
+    fresh_depth_net.load_encoder_weights(path)
     saved = depth_net.encoder.named_variables()
-    loaded = fresh.encoder.named_variables()
+    loaded = fresh_depth_net.encoder.named_variables()
     assert sorted(saved) == sorted(loaded)
     assert "stage3_block1_shortcut_conv/kernel" in loaded
     for name, variable in saved.items():
         np.testing.assert_array_equal(loaded[name].numpy(), variable.numpy())
 
 
-def test_encoder_weights_missing_name_is_a_clear_error(depth_net, tmp_path):
+def test_encoder_weights_missing_name_is_a_clear_error(depth_net, fresh_depth_net, tmp_path):
     arrays = {name: v.numpy() for name, v in depth_net.encoder.named_variables().items()}
     del arrays["stage4_block2_norm2/beta"]
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
     with pytest.raises(ValueError, match=r"bad\.npz.*missing \['stage4_block2_norm2/beta'\]"):
-        networks.DepthNet().load_encoder_weights(path)
+        fresh_depth_net.load_encoder_weights(path)
 
 
-def test_encoder_weights_wrong_shape_is_a_clear_error(depth_net, tmp_path):
+def test_encoder_weights_wrong_shape_is_a_clear_error(depth_net, fresh_depth_net, tmp_path):
     arrays = {name: v.numpy() for name, v in depth_net.encoder.named_variables().items()}
     arrays["conv1/kernel"] = np.zeros([3, 3, 3, 64], np.float32)
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
-    net = networks.DepthNet()
-    with pytest.raises(ValueError, match=r"'conv1/kernel' has shape \(3, 3, 3, 64\), expected \(7, 7, 3, 64\)"):
-        net.load_encoder_weights(path)
+    message = r"'conv1/kernel' has shape \(3, 3, 3, 64\), expected \(7, 7, 3, 64\)"
+    with pytest.raises(ValueError, match=message):
+        fresh_depth_net.load_encoder_weights(path)
 
 
 def test_depth_net_config_round_trip(depth_net):
@@ -186,8 +195,8 @@ def test_depth_net_config_round_trip(depth_net):
 # Motion network.
 
 
-def test_motion_net_output_shapes_at_training_resolution():
-    outputs = networks.MotionNet()(tf.zeros([1, 128, 416, 8]))
+def test_motion_net_output_shapes_at_training_resolution(motion_net):
+    outputs = motion_net(tf.zeros([1, 128, 416, 8]))
     assert {k: tuple(v.shape) for k, v in outputs.items()} == {
         "rotation": (1, 3),
         "background_translation": (1, 3),
@@ -225,12 +234,13 @@ def test_auto_mask_keeps_exactly_pixels_above_mean_norm():
 
 
 def test_motion_net_masks_residual_field_where_norm_is_below_mean(motion_net):
-    unmasked_net = networks.MotionNet(auto_mask=False)
     x = _images(channels=8)
-    unmasked_net(x)
-    unmasked_net.set_weights(motion_net.get_weights())
-    field = unmasked_net(x)["residual_translation"].numpy()
     masked = motion_net(x)["residual_translation"].numpy()
+    motion_net.auto_mask = False
+    try:
+        field = motion_net(x)["residual_translation"].numpy()
+    finally:
+        motion_net.auto_mask = True
     norm = np.linalg.norm(field, axis=-1, keepdims=True)
     keep = norm > norm.mean()
     assert 0 < keep.sum() < keep.size
@@ -283,10 +293,11 @@ def test_motion_net_config_round_trip():
 
 
 def test_gradients_are_finite_for_every_trainable_variable(depth_net, motion_net):
-    images = _images(batch=2)
+    images = _images(batch=2, height=32, width=32)
     with tf.GradientTape(persistent=True) as tape:
         depth = depth_net(images, training=True, step=tf.constant(5000, tf.int64))
-        motion = motion_net(tf.concat([images, depth, images[::-1], depth[::-1]], -1), training=True)
+        pair = tf.concat([images, depth, images[::-1], depth[::-1]], axis=-1)
+        motion = motion_net(pair, training=True)
         loss = tf.reduce_mean(depth) + sum(tf.reduce_mean(tf.square(v)) for v in motion.values())
     for net in (depth_net, motion_net):
         gradients = tape.gradient(loss, net.trainable_variables)
@@ -302,7 +313,9 @@ def test_compiled_forward_equals_eager_forward(depth_net, motion_net):
     depth, motion = compiled(images, x)
     np.testing.assert_allclose(depth.numpy(), depth_net(images).numpy(), rtol=1e-4, atol=1e-6)
     for key, value in motion_net(x).items():
-        np.testing.assert_allclose(motion[key].numpy(), value.numpy(), rtol=1e-4, atol=1e-7, err_msg=key)
+        np.testing.assert_allclose(
+            motion[key].numpy(), value.numpy(), rtol=1e-4, atol=1e-7, err_msg=key
+        )
 
 
 def test_mixed_precision_computes_in_bfloat16_and_returns_float32():

@@ -1,0 +1,239 @@
+"""Waymo Open Dataset (v1 perception, ``segment-*.tfrecord``) → FRONT-camera triplets.
+
+Input (``--input``): ``segment-*.tfrecord`` files, each a sequence of
+serialised ``Frame`` protos (10 Hz), directly in the folder (→ ``train``) or
+in ``training/``, ``validation/``, ``testing/`` (→ ``train``, ``validation``,
+``test``). Each segment's FRONT camera is one video (``video_id`` = the
+segment name); frames ordered by timestamp, every ``frame_stride``-th kept,
+centre-cropped to the stored aspect ratio and resized (416x128 by default).
+Intrinsics from the segment's FRONT ``CameraCalibration`` (``f_u, f_v, c_u,
+c_v``), transformed exactly with the crop and resize.
+
+Frames are parsed with a minimal description of ``Frame`` built here with
+``google.protobuf``'s descriptor API (:data:`FRAME_MESSAGES`): the field
+numbers of the public ``waymo_open_dataset/dataset.proto``, only the fields
+read; all others are skipped by the parser. The ``waymo-open-dataset``
+package is not needed.
+
+CLI::
+
+    python -m data_prep.waymo --input=/data/waymo --output=/data/tfds
+
+``tfds build``: ``tfds build data_prep/waymo.py --manual_dir=/data/waymo``.
+"""
+import dataclasses
+import functools
+import pathlib
+
+import tensorflow as tf
+from absl import app, flags
+from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
+
+from data_prep import common
+from depth_motion_tf import features as F
+
+PACKAGE = "waymo.open_dataset"
+FRONT = 1  # CameraName.Name.FRONT
+SPLITS = {".": "train", "training": "train", "validation": "validation", "testing": "test"}
+_FIELD = descriptor_pb2.FieldDescriptorProto
+
+
+def _add_message(file_proto, name, fields):
+    """Adds ``message name { fields }``; ``fields``: (name, number, type, label, type_name)."""
+    message_proto = file_proto.message_type.add(name=name)
+    for field_name, number, field_type, label, type_name in fields:
+        field = message_proto.field.add(name=field_name, number=number, type=field_type,
+                                        label=label)
+        if type_name:
+            field.type_name = f".{PACKAGE}.{type_name}"
+    return message_proto
+
+
+def frame_file_descriptor():
+    """The minimal ``dataset.proto`` (proto2) as a ``FileDescriptorProto``.
+
+    Field numbers follow waymo_open_dataset/dataset.proto:
+    ``Frame{context=1, timestamp_micros=2, images=4}``,
+    ``Context{name=1, camera_calibrations=2}``,
+    ``CameraCalibration{name=1, intrinsic=2 (f_u, f_v, c_u, c_v, k1, k2, p1, p2, k3), width=4, height=5}``,
+    ``CameraImage{name=1, image=2 (JPEG)}``, ``CameraName.Name{UNKNOWN=0, FRONT=1, ...}``.
+    """
+    optional, repeated = _FIELD.LABEL_OPTIONAL, _FIELD.LABEL_REPEATED
+    file_proto = descriptor_pb2.FileDescriptorProto(
+        name="data_prep/waymo_frame.proto", package=PACKAGE, syntax="proto2"
+    )
+    camera_name = file_proto.message_type.add(name="CameraName")
+    names = camera_name.enum_type.add(name="Name")
+    for number, value in enumerate(
+        ["UNKNOWN", "FRONT", "FRONT_LEFT", "FRONT_RIGHT", "SIDE_LEFT", "SIDE_RIGHT"]
+    ):
+        names.value.add(name=value, number=number)
+    _add_message(file_proto, "CameraCalibration", [
+        ("name", 1, _FIELD.TYPE_ENUM, optional, "CameraName.Name"),
+        ("intrinsic", 2, _FIELD.TYPE_DOUBLE, repeated, None),
+        ("width", 4, _FIELD.TYPE_INT32, optional, None),
+        ("height", 5, _FIELD.TYPE_INT32, optional, None),
+    ])
+    _add_message(file_proto, "Context", [
+        ("name", 1, _FIELD.TYPE_STRING, optional, None),
+        ("camera_calibrations", 2, _FIELD.TYPE_MESSAGE, repeated, "CameraCalibration"),
+    ])
+    _add_message(file_proto, "CameraImage", [
+        ("name", 1, _FIELD.TYPE_ENUM, optional, "CameraName.Name"),
+        ("image", 2, _FIELD.TYPE_BYTES, optional, None),
+    ])
+    _add_message(file_proto, "Frame", [
+        ("context", 1, _FIELD.TYPE_MESSAGE, optional, "Context"),
+        ("timestamp_micros", 2, _FIELD.TYPE_INT64, optional, None),
+        ("images", 4, _FIELD.TYPE_MESSAGE, repeated, "CameraImage"),
+    ])
+    return file_proto
+
+
+def _message_classes():
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(frame_file_descriptor())
+    return {
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{PACKAGE}.{name}"))
+        for name in ("Frame", "Context", "CameraCalibration", "CameraImage")
+    }
+
+
+FRAME_MESSAGES = _message_classes()  # name → generated message class
+Frame = FRAME_MESSAGES["Frame"]
+
+
+@dataclasses.dataclass(eq=False)
+class WaymoConfig(common.TripletConfig):
+    """``frame_stride``: keep every n-th frame (10 Hz source)."""
+
+    frame_stride: int = 1
+
+
+def waymo_config(height=F.DEFAULT_HEIGHT, width=F.DEFAULT_WIDTH, frame_stride=1):
+    """A :class:`WaymoConfig` named ``<H>x<W>_stride<n>``."""
+    return WaymoConfig(
+        name=f"{height}x{width}_stride{frame_stride}", height=height, width=width,
+        frame_stride=frame_stride, description=f"Waymo FRONT triplets at {height}x{width}.",
+    )
+
+
+def iter_frames(path, limit=None):
+    """Parses the ``Frame`` protos of a segment file, one at a time.
+
+    Args:
+        path: a ``segment-*.tfrecord``.
+        limit: read at most this many records (None: all).
+    Yields:
+        ``Frame`` messages, in file order.
+    Raises:
+        common.BadInputError: naming the file when a record is corrupt or not a Frame.
+    """
+    dataset = tf.data.TFRecordDataset(str(path))
+    if limit is not None:
+        dataset = dataset.take(limit)
+    try:
+        for index, record in enumerate(dataset.as_numpy_iterator()):
+            yield _parse_frame(record, f"{path}#{index}")
+    except tf.errors.DataLossError as error:
+        raise common.BadInputError(path, f"corrupt TFRecord: {error.message}") from None
+
+
+def _parse_frame(record, name):
+    try:
+        return Frame.FromString(record)
+    except message.DecodeError as error:
+        raise common.BadInputError(name, f"not a Waymo Frame proto: {error}") from None
+
+
+def front_intrinsics(frame, path):
+    """The FRONT camera's :class:`common.Intrinsics` (pixels) from a frame's context.
+
+    Raises:
+        common.BadInputError: naming the file when there is no usable FRONT calibration.
+    """
+    for calibration in frame.context.camera_calibrations:
+        if calibration.name == FRONT and len(calibration.intrinsic) >= 4:
+            f_u, f_v, c_u, c_v = calibration.intrinsic[:4]
+            return common.Intrinsics(f_u, f_v, c_u, c_v)
+    raise common.BadInputError(path, "no FRONT camera calibration in the first frame")
+
+
+def front_jpeg(frame):
+    """The FRONT camera's JPEG bytes of a frame, None when it has none."""
+    for image in frame.images:
+        if image.name == FRONT:
+            return image.image
+    return None
+
+
+def decode_front(jpeg, name):
+    """FRONT JPEG bytes (or None) → ``[H, W, 3]`` uint8; bad input names ``name``."""
+    if jpeg is None:
+        raise common.BadInputError(name, "frame has no FRONT camera image")
+    return common.decode_image(jpeg, name)
+
+
+def segment_frames(path, frame_stride):
+    """:class:`common.FrameRef` of every stride-th FRONT image of a segment, by timestamp.
+
+    Only the FRONT JPEGs are kept in memory, not the frames' LiDAR data.
+    """
+    images = sorted(
+        ((frame.timestamp_micros, front_jpeg(frame)) for frame in iter_frames(path)),
+        key=lambda item: item[0],
+    )
+    refs = []
+    for index, (timestamp, jpeg) in enumerate(images[::frame_stride]):
+        name = f"{path}#{index * frame_stride}"
+        refs.append(common.FrameRef(str(timestamp), name,
+                                    functools.partial(decode_front, jpeg, name)))
+    return refs
+
+
+class WaymoTriplets(common.TripletBuilder):
+    """Waymo Open Dataset FRONT camera triplets with calibrated intrinsics."""
+
+    BUILDER_CONFIG_CLASS = WaymoConfig
+    BUILDER_CONFIGS = [waymo_config()]
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Download the perception v1 segment-*.tfrecord files (training/, validation/) from "
+        "https://waymo.com/open/download/ into manual_dir."
+    )
+
+    def _videos(self, root):
+        videos = {}
+        for folder, split in SPLITS.items():
+            for path in sorted((root / folder).glob("segment-*.tfrecord")):
+                try:
+                    videos.setdefault(split, []).append(self._video(path))
+                except common.BadInputError as error:
+                    self.bad_input(error)
+        return videos
+
+    def _video(self, path):
+        first = list(iter_frames(path, limit=1))
+        if not first:
+            raise common.BadInputError(path, "segment holds no frames")
+        config = self.builder_config
+        return common.VideoSource(
+            video_id=first[0].context.name or path.stem,
+            source=str(path),
+            frames=functools.partial(segment_frames, path, config.frame_stride),
+            crop=functools.partial(common.centre_crop_to_aspect,
+                                   aspect=config.width / config.height),
+            intrinsics=front_intrinsics(first[0], path),
+        )
+
+
+def main(argv):
+    del argv
+    values = flags.FLAGS
+    config = waymo_config(values.height, values.width, values.frame_stride)
+    common.run(WaymoTriplets, config, values)
+
+
+if __name__ == "__main__":
+    common.define_common_flags()
+    flags.DEFINE_integer("frame_stride", 1, "Keep every n-th frame (source: 10 Hz).")
+    app.run(main)

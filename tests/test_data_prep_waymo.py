@@ -1,0 +1,121 @@
+"""Waymo converter on segment files serialised with the module's own Frame description."""
+import struct
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from data_prep import common, waymo
+
+F_U, F_V, C_U, C_V = 100.0, 101.0, 47.0, 33.0
+HEIGHT, WIDTH = 64, 96  # source FRONT images
+
+
+def _frame(timestamp, value, front=True, context="segment-123"):
+    frame = waymo.Frame()
+    frame.context.name = context
+    calibration = frame.context.camera_calibrations.add(name=waymo.FRONT, width=WIDTH,
+                                                        height=HEIGHT)
+    calibration.intrinsic.extend([F_U, F_V, C_U, C_V, 0, 0, 0, 0, 0])
+    frame.timestamp_micros = timestamp
+    image = np.full((HEIGHT, WIDTH, 3), value, np.uint8)
+    frame.images.add(name=waymo.FRONT if front else 2,
+                     image=tf.io.encode_jpeg(image, quality=100).numpy())
+    return frame.SerializeToString()
+
+
+def _write_segment(path, records):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in records:
+            writer.write(record)
+
+
+def _build(root, tmp_path, **kwargs):
+    config = waymo.waymo_config(height=8, width=26)  # aspect 3.25, as 416x128
+    return common.build(waymo.WaymoTriplets, config, root, tmp_path / "out", workers=2, **kwargs)
+
+
+def _examples(builder, split="train"):
+    return list(tfds.as_numpy(builder.as_dataset(split=split)))
+
+
+def _varint(value):
+    out = b""
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out += bytes([byte | (0x80 if value else 0)])
+        if not value:
+            return out
+
+
+def _field(number, wire_type, payload):
+    tag = _varint(number << 3 | wire_type)
+    if wire_type == 2:
+        return tag + _varint(len(payload)) + payload
+    return tag + payload
+
+
+def test_field_numbers_match_the_public_dataset_proto():
+    # Hand-encoded wire format of dataset.proto: Frame{context=1, timestamp_micros=2, images=4},
+    # Context{name=1, camera_calibrations=2}, CameraCalibration{name=1, intrinsic=2, width=4,
+    # height=5}, CameraImage{name=1, image=2}.
+    calibration = (_field(1, 0, _varint(1))
+                   + b"".join(_field(2, 1, struct.pack("<d", v)) for v in (5.0, 6.0, 7.0, 8.0))
+                   + _field(4, 0, _varint(1920)) + _field(5, 0, _varint(1280)))
+    context = _field(1, 2, b"seg") + _field(2, 2, calibration)
+    image = _field(1, 0, _varint(1)) + _field(2, 2, b"jpeg")
+    frame = waymo.Frame.FromString(
+        _field(1, 2, context) + _field(2, 0, _varint(42)) + _field(4, 2, image))
+    assert frame.context.name == "seg" and frame.timestamp_micros == 42
+    (cal,) = frame.context.camera_calibrations
+    assert (cal.name, list(cal.intrinsic), cal.width, cal.height) == (1, [5, 6, 7, 8], 1920, 1280)
+    assert (frame.images[0].name, frame.images[0].image) == (1, b"jpeg")
+
+
+def test_segment_gives_front_triplets_in_timestamp_order(tmp_path):
+    _write_segment(tmp_path / "in" / "segment-123.tfrecord",
+                   [_frame(300, 90), _frame(100, 30), _frame(200, 60), _frame(400, 120)])
+    examples = _examples(_build(tmp_path / "in", tmp_path))
+    assert sorted(e["frame_ids"][1].decode() for e in examples) == ["200", "300"]
+    for example in examples:
+        assert example["video_id"] == b"segment-123"
+        values = [int(np.median(f)) for f in example["rgb"]]
+        assert values == sorted(values)
+
+
+def test_intrinsics_follow_the_centre_crop_and_resize(tmp_path):
+    _write_segment(tmp_path / "in" / "segment-123.tfrecord", [_frame(t, 50) for t in (1, 2, 3)])
+    (example,) = _examples(_build(tmp_path / "in", tmp_path))
+    # 96x64 cropped to aspect 3.25 keeps round(96 / 3.25) = 30 rows from row 17.
+    np.testing.assert_allclose(example["intrinsics"],
+                               [F_U * 26 / 96, F_V * 8 / 30, C_U * 26 / 96, (C_V - 17) * 8 / 30],
+                               rtol=1e-6)
+    assert example["rgb"].shape == (3, 8, 26, 3)
+
+
+def test_split_folders_become_splits(tmp_path):
+    _write_segment(tmp_path / "in" / "training" / "segment-1.tfrecord",
+                   [_frame(t, 50, context="a") for t in (1, 2, 3)])
+    _write_segment(tmp_path / "in" / "validation" / "segment-2.tfrecord",
+                   [_frame(t, 50, context="b") for t in (1, 2, 3)])
+    builder = _build(tmp_path / "in", tmp_path)
+    assert {k: v.num_examples for k, v in builder.info.splits.items()} == {
+        "train": 1, "validation": 1}
+
+
+def test_frame_without_front_image_names_the_record(tmp_path):
+    path = tmp_path / "in" / "segment-123.tfrecord"
+    _write_segment(path, [_frame(1, 50), _frame(2, 50, front=False), _frame(3, 50)])
+    with pytest.raises(common.BadInputError, match="segment-123.tfrecord#1: frame has no FRONT"):
+        _build(tmp_path / "in", tmp_path)
+
+
+def test_corrupt_segment_names_the_file(tmp_path):
+    path = tmp_path / "in" / "segment-123.tfrecord"
+    _write_segment(path, [_frame(t, 50) for t in (1, 2, 3)])
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(common.BadInputError, match="segment-123.tfrecord: corrupt TFRecord"):
+        _build(tmp_path / "in", tmp_path)
+    assert not list((tmp_path / "out").rglob("dataset_info.json"))

@@ -1,0 +1,250 @@
+"""Tests of the procedural synthetic dataset: geometry, determinism, masks, TFDS output."""
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from data_prep import synthetic
+from depth_motion_tf import features as F
+
+HEIGHT, WIDTH = 64, 192
+
+
+@pytest.fixture(scope="module")
+def video():
+    """A short rendered video: (scene, poses [F,4,4], intrinsics [4], frames)."""
+    return synthetic.render_video(np.random.default_rng(3), 6, HEIGHT, WIDTH)
+
+
+def _pixel_grid(height, width):
+    v, u = np.mgrid[0:height, 0:width].astype(np.float64)
+    return u, v
+
+
+def _back_project(depth, intrinsics):
+    """[H, W] depth → [H, W, 3] camera-frame points (pinhole, pixel centres at integers)."""
+    fx, fy, cx, cy = intrinsics
+    u, v = _pixel_grid(*depth.shape)
+    return np.stack([(u - cx) / fx * depth, (v - cy) / fy * depth, depth], axis=-1)
+
+
+def _bilinear(image, x, y):
+    """Samples [H, W, C] at float pixel coordinates (inside [0, W-1] x [0, H-1])."""
+    x0 = np.clip(np.floor(x).astype(int), 0, image.shape[1] - 2)
+    y0 = np.clip(np.floor(y).astype(int), 0, image.shape[0] - 2)
+    ax, ay = (x - x0)[..., None], (y - y0)[..., None]
+    top = image[y0, x0] * (1 - ax) + image[y0, x0 + 1] * ax
+    bottom = image[y0 + 1, x0] * (1 - ax) + image[y0 + 1, x0 + 1] * ax
+    return top * (1 - ay) + bottom * ay
+
+
+def _warp_to_next(video, t):
+    """Frame t's pixels moved into frame t+1 by depth and relative pose.
+
+    Returns (x', y', z', valid) as [H, W] arrays; valid = lands inside, static.
+    """
+    _, poses, intrinsics, frames = video
+    points = _back_project(frames[t].depth, intrinsics)
+    relative = np.linalg.inv(poses[t + 1]) @ poses[t]
+    moved = points @ relative[:3, :3].T + relative[:3, 3]
+    fx, fy, cx, cy = intrinsics
+    z = moved[..., 2]
+    x = fx * moved[..., 0] / z + cx
+    y = fy * moved[..., 1] / z + cy
+    valid = (
+        (x >= 0) & (x <= WIDTH - 1) & (y >= 0) & (y <= HEIGHT - 1) & (z > 0)
+        & ~frames[t].mask
+    )
+    return x, y, z, valid
+
+
+def test_rendering_is_deterministic_for_a_seed():
+    first = synthetic.render_video(np.random.default_rng(7), 3, 16, 32)
+    second = synthetic.render_video(np.random.default_rng(7), 3, 16, 32)
+    other = synthetic.render_video(np.random.default_rng(8), 3, 16, 32)
+    np.testing.assert_array_equal(first[1], second[1])
+    for a, b in zip(first[3], second[3]):
+        np.testing.assert_array_equal(a.rgb, b.rgb)
+        np.testing.assert_array_equal(a.depth, b.depth)
+        np.testing.assert_array_equal(a.mask, b.mask)
+    assert not np.array_equal(first[3][0].rgb, other[3][0].rgb)
+
+
+def test_frames_have_the_configured_shapes_and_dtypes(video):
+    frame = video[3][0]
+    assert frame.rgb.shape == (HEIGHT, WIDTH, 3) and frame.rgb.dtype == np.uint8
+    assert frame.depth.shape == (HEIGHT, WIDTH)
+    assert frame.mask.shape == (HEIGHT, WIDTH) and frame.mask.dtype == bool
+
+
+def test_depth_is_positive_finite_and_within_evaluation_range(video):
+    depth = np.stack([f.depth for f in video[3]])
+    assert np.all(np.isfinite(depth))
+    assert depth.min() > 0.5
+    assert depth.max() < synthetic.MAX_DEPTH_M
+
+
+def test_intrinsics_put_the_principal_point_at_the_image_centre():
+    fx, fy, cx, cy = synthetic.camera_intrinsics(64, 192)
+    assert (cx, cy) == (95.5, 31.5)
+    half_fov = np.degrees(np.arctan((192 / 2) / fx))
+    assert fx == fy and half_fov == pytest.approx(synthetic.HORIZONTAL_FOV_DEG / 2)
+
+
+def test_ground_depth_matches_level_camera_formula():
+    # A level camera at the origin, ground at y = h (y down): z = h fy / (v - cy).
+    scene = synthetic.random_scene(np.random.default_rng(5), 10)
+    height, width = 64, 192
+    intrinsics = synthetic.camera_intrinsics(height, width)
+    fx, fy, cx, cy = intrinsics
+    frame = synthetic.render_frame(scene, np.eye(4), 0, intrinsics, height, width)
+    rows = np.arange(height)
+    expected = scene.camera_height * fy / (rows - cy)
+    on_ground = (rows > cy) & (expected < 15.0)  # nearer than any wall ahead
+    assert on_ground.sum() >= 10
+    for column in (int(np.floor(cx)), int(np.ceil(cx))):
+        np.testing.assert_allclose(
+            frame.depth[on_ground, column], expected[on_ground], rtol=1e-9
+        )
+
+
+def test_camera_moves_forward_and_stays_level(video):
+    scene, poses = video[0], video[1]
+    steps = np.diff(poses[:, :3, 3], axis=0)
+    np.testing.assert_allclose(steps[:, 2], scene.speed)
+    np.testing.assert_allclose(poses[:, 1, 3], 0.0)
+    np.testing.assert_allclose(poses[:, :3, 1], np.tile([0.0, 1.0, 0.0], (6, 1)))
+    for pose in poses:
+        np.testing.assert_allclose(pose[:3, :3] @ pose[:3, :3].T, np.eye(3), atol=1e-12)
+
+
+def test_static_pixels_reproject_onto_same_depth_in_next_frame(video):
+    x, y, z, valid = _warp_to_next(video, 2)
+    next_depth = _bilinear(video[3][3].depth[..., None], x, y)[..., 0]
+    relative_error = np.abs(next_depth - z)[valid] / z[valid]
+    # Pixels landing on depth edges or occluded in frame t+1 are a small minority.
+    assert valid.mean() > 0.5
+    assert np.median(relative_error) < 1e-3
+    assert np.mean(relative_error < 0.01) > 0.9
+
+
+def test_static_pixels_reproject_onto_matching_colour(video):
+    frames = video[3]
+    x, y, z, valid = _warp_to_next(video, 2)
+    next_depth = _bilinear(frames[3].depth[..., None], x, y)[..., 0]
+    visible = valid & (np.abs(next_depth - z) < 0.01 * z)  # not occluded in t+1
+    current = frames[2].rgb.astype(np.float64)
+    following = frames[3].rgb.astype(np.float64)
+    warped_error = np.abs(_bilinear(following, x, y) - current)[visible].mean()
+    identity_error = np.abs(following - current)[visible].mean()
+    # What remains is bilinear interpolation error at edges and fine texture.
+    assert warped_error < 0.3 * identity_error
+
+
+def test_mask_marks_exactly_the_pixels_on_moving_boxes(video):
+    scene, poses, intrinsics, frames = video
+    boxes = scene.boxes
+    assert boxes.moving.any()
+    for t in (0, 5):
+        points = _back_project(frames[t].depth, intrinsics).reshape(-1, 3)
+        world = points @ poses[t][:3, :3].T + poses[t][:3, 3]
+        on_moving = np.zeros(len(world), dtype=bool)
+        for n in np.flatnonzero(boxes.moving):
+            centre = boxes.centre[n] + t * boxes.velocity[n]
+            local = (world - centre) @ synthetic.yaw_rotation(boxes.yaw[n])
+            on_moving |= np.all(np.abs(local) <= boxes.half_size[n] + 1e-6, axis=1)
+        np.testing.assert_array_equal(frames[t].mask.ravel(), on_moving)
+        assert frames[t].mask.any()
+
+
+def test_config_rejects_videos_shorter_than_a_triplet():
+    with pytest.raises(ValueError, match="frames_per_video"):
+        synthetic.synthetic_config(32, 64, 1, 1, frames_per_video=2)
+
+
+TRAIN_VIDEOS, TEST_VIDEOS, FRAMES = 2, 1, 4
+BUILD_HEIGHT, BUILD_WIDTH = 32, 64
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Runs the CLI once; returns (its stdout, the dataset builder read back)."""
+    output = tmp_path_factory.mktemp("synthetic")
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "data_prep.synthetic", f"--output={output}",
+            f"--height={BUILD_HEIGHT}", f"--width={BUILD_WIDTH}",
+            f"--train_videos={TRAIN_VIDEOS}", f"--test_videos={TEST_VIDEOS}",
+            f"--frames_per_video={FRAMES}", "--seed=0",
+        ],
+        cwd=pathlib.Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (dataset_dir,) = [p.parent for p in output.glob("synthetic/*/*/dataset_info.json")]
+    return result.stdout, tfds.builder_from_directory(str(dataset_dir))
+
+
+def _decoded(builder, split):
+    return list(tfds.as_numpy(builder.as_dataset(split=split)))
+
+
+def test_cli_reports_triplet_counts(built):
+    stdout, _ = built
+    assert f"wrote {TRAIN_VIDEOS * (FRAMES - 2)} train and " in stdout
+    assert f"{TEST_VIDEOS * (FRAMES - 2)} test triplets" in stdout
+
+
+def test_built_dataset_has_one_triplet_per_interior_frame(built):
+    _, builder = built
+    assert len(_decoded(builder, "train")) == TRAIN_VIDEOS * (FRAMES - 2)
+    assert len(_decoded(builder, "test")) == TEST_VIDEOS * (FRAMES - 2)
+
+
+def test_built_dataset_uses_the_shared_schema(built):
+    _, builder = built
+    expected = F.triplet_features(with_mask=True, with_depth=True, with_pose=True)
+    assert builder.info.features.get_tensor_info() == expected.get_tensor_info()
+    example = _decoded(builder, "train")[0]
+    assert example[F.RGB].shape == (3, BUILD_HEIGHT, BUILD_WIDTH, 3)
+    assert example[F.DEPTH].shape == (3, BUILD_HEIGHT, BUILD_WIDTH, 1)
+    assert example[F.MASK].shape == (3, BUILD_HEIGHT, BUILD_WIDTH, 1)
+    assert example[F.CAMERA_TO_WORLD].shape == (3, 4, 4)
+    assert example[F.INTRINSICS_KNOWN]
+    np.testing.assert_allclose(
+        example[F.INTRINSICS], synthetic.camera_intrinsics(BUILD_HEIGHT, BUILD_WIDTH)
+    )
+
+
+def test_built_examples_match_the_rendered_video(built):
+    _, builder = built
+    examples = {e[F.VIDEO_ID].decode(): e for e in _decoded(builder, "test")}
+    _, poses, _, frames = synthetic.render_video(
+        synthetic.video_rng(0, "test", 0), FRAMES, BUILD_HEIGHT, BUILD_WIDTH
+    )
+    (example,) = [
+        e for e in _decoded(builder, "test")
+        if e[F.FRAME_IDS][1].decode() == "test_00000/00002"
+    ]
+    assert set(examples) == {"test_00000"}
+    np.testing.assert_array_equal(example[F.RGB], np.stack([f.rgb for f in frames[1:4]]))
+    np.testing.assert_array_equal(
+        example[F.MASK][..., 0] > 0, np.stack([f.mask for f in frames[1:4]])
+    )
+    np.testing.assert_allclose(
+        F.decode_depth(example[F.DEPTH])[..., 0].numpy(),
+        np.stack([f.depth for f in frames[1:4]]),
+        atol=0.5 / F.DEPTH_PNG_SCALE,
+    )
+    np.testing.assert_allclose(example[F.CAMERA_TO_WORLD], poses[1:4], atol=1e-5)
+
+
+def test_test_scenes_never_appear_in_training(built):
+    _, builder = built
+    train = {e[F.RGB][1].tobytes() for e in _decoded(builder, "train")}
+    test = {e[F.RGB][1].tobytes() for e in _decoded(builder, "test")}
+    assert train.isdisjoint(test)
