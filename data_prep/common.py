@@ -23,7 +23,7 @@ import concurrent.futures
 import dataclasses
 import os
 import pathlib
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -328,8 +328,8 @@ class VideoSource:
         centres: frame ids allowed as a triplet's middle frame; None = all.
         min_change: drop triplets where two consecutive frames differ by less
             than this mean absolute RGB difference ([0, 1] scale); 0 keeps all.
-        extras: optional callable ``(source, [StoredFrame]*3) -> dict`` of
-            further features (ground-truth depth).
+        extras: optional callable ``[StoredFrame] * 3 -> dict`` of further
+            features (ground-truth depth).
     """
 
     video_id: str
@@ -339,7 +339,7 @@ class VideoSource:
     intrinsics: Optional[Intrinsics] = None
     centres: Optional[frozenset] = None
     min_change: float = 0.0
-    extras: Optional[Callable[[Any, Sequence[StoredFrame]], dict]] = None
+    extras: Optional[Callable[[Sequence[StoredFrame]], dict]] = None
 
 
 def _with_need(refs, centres):

@@ -22,15 +22,17 @@ Conventions:
 - Lighting is fixed (albedo times a view-independent Lambertian term of the
   face normal), so brightness constancy holds exactly. Textures are sums of
   sinusoids in surface coordinates, band-limited per pixel by an analytic
-  Gaussian prefilter, and pixels are supersampled: no aliasing shimmer.
+  Gaussian prefilter, and pixels on silhouettes and creases are supersampled:
+  no aliasing shimmer.
 
 The TFDS builder :class:`Synthetic` stores triplets ``(t-1, t, t+1)`` of every
 video with the shared schema (``depth_motion_tf.features``), including depth,
 poses and masks. Command line::
 
     python -m data_prep.synthetic --output=DIR --height=64 --width=192 \
-        --train_videos=24 --test_videos=4 --frames_per_video=24 --seed=0
+        --train_videos=16 --test_videos=4 --frames_per_video=24 --seed=0
 """
+
 import dataclasses
 import math
 import time
@@ -42,7 +44,6 @@ from absl import app, flags
 from depth_motion_tf import features as F
 
 HORIZONTAL_FOV_DEG = 80.0
-MAX_DEPTH_M = 80.0  # the evaluation cap; the far wall is placed nearer than this
 NUM_SINUSOIDS = 16
 WAVELENGTH_RANGE_M = (0.15, 4.0)
 TEXTURE_CONTRAST = 0.16  # standard deviation of a material's albedo pattern
@@ -51,7 +52,7 @@ AMBIENT, DIFFUSE = 0.6, 0.4
 PREFILTER_WIDTH = 0.6  # Gaussian std of the texture prefilter, in footprints
 MIN_COSINE = 0.05  # grazing-angle limit of the footprint stretch
 LANE_X_M = 2.1  # |x| of the centre of the two moving-box lanes
-CAMERA_CLEARANCE_M = 0.8  # the camera's |x| never exceeds this
+CAMERA_CLEARANCE_M = 0.6  # the camera's |x| never exceeds this
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +96,7 @@ class Boxes:
         return np.any(self.velocity != 0.0, axis=1)
 
     def centre_at(self, frame):
-        """``[N, 3]`` world centres at time ``frame`` (a frame index, may be fractional)."""
+        """``[N, 3]`` world centres at time ``frame`` (a frame index)."""
         return self.centre + frame * self.velocity
 
 
@@ -199,13 +200,17 @@ def _static_boxes(rng, room_min, room_max, z_range, first_material):
     )
 
 
-def _moving_boxes(rng, ground_y, z_range, first_material):
-    """Boxes sliding along z in two lanes; boxes of a lane share its speed (no overlap)."""
+def _moving_boxes(rng, ground_y, z_range, num_frames, first_material):
+    """Boxes sliding along z in two lanes, each lane at one speed (so no overlaps).
+
+    Boxes start in ``z_range``, those moving forward far enough from its end
+    not to reach it within ``num_frames``.
+    """
     centres, half_sizes, velocities = [], [], []
     for side in (-1.0, 1.0):
         speed = rng.choice([-1.0, 1.0]) * rng.uniform(0.15, 0.6)
         z = z_range[0] + rng.uniform(0.0, 10.0)
-        while z < z_range[1]:
+        while z < z_range[1] - max(speed, 0.0) * (num_frames - 1):
             half = rng.uniform([0.4, 0.4, 0.5], [0.65, 0.9, 1.5])
             x = side * (LANE_X_M + rng.uniform(-0.1, 0.1))
             centres.append([x, ground_y - half[1], z + half[2]])
@@ -235,9 +240,10 @@ def random_scene(rng, num_frames):
     """A random corridor, its boxes and camera path for a video of ``num_frames``.
 
     Args:
-        rng: ``np.random.Generator``; the scene is a deterministic function of its state.
-        num_frames: video length; every depth stays below ``MAX_DEPTH_M`` for
-            videos of up to 50 frames (longer ones see the far wall beyond it).
+        rng: ``np.random.Generator``; the scene is a function of its state.
+        num_frames: video length; every depth stays below 80 m (the
+            evaluation cap) for videos of up to 50 frames; longer ones see the
+            far wall beyond it at first.
     Returns:
         :class:`Scene`.
     """
@@ -250,7 +256,7 @@ def random_scene(rng, num_frames):
     room_max = np.array([half_width, camera_height, far_z])
     static = _static_boxes(rng, room_min, room_max, (-8.0, far_z - 3.0), 6)
     moving = _moving_boxes(
-        rng, camera_height, (-travel, far_z - 3.0), 6 + len(static.yaw)
+        rng, camera_height, (-travel, far_z - 3.0), num_frames, 6 + len(static.yaw)
     )
     boxes = _concat_boxes(static, moving)
     return Scene(
@@ -262,7 +268,7 @@ def random_scene(rng, num_frames):
         speed=speed,
         sway=(
             rng.uniform(0.0, CAMERA_CLEARANCE_M),
-            rng.uniform(30.0, 80.0),
+            rng.uniform(50.0, 100.0),
             rng.uniform(0.0, 2.0 * np.pi),
         ),
         yaw_wobble=(
@@ -310,7 +316,7 @@ def camera_trajectory(scene, num_frames):
 
 
 def camera_intrinsics(height, width):
-    """``[4]`` float64 ``(fx, fy, cx, cy)`` in pixels for an ``HORIZONTAL_FOV_DEG`` pinhole."""
+    """``[4]`` float64 ``(fx, fy, cx, cy)``, pixels, of the synthetic pinhole camera."""
     focal = 0.5 * width / math.tan(math.radians(HORIZONTAL_FOV_DEG) / 2.0)
     return np.array([focal, focal, (width - 1) / 2.0, (height - 1) / 2.0])
 
@@ -386,11 +392,13 @@ def intersect_box(origin, directions, centre, half_size, rotation):
     return np.where((t_near <= t_far) & (t_near > 0.0), t_near, np.inf)
 
 
-_CORNER_SIGNS = np.array(np.meshgrid([-1.0, 1.0], [-1.0, 1.0], [-1.0, 1.0])).reshape(3, 8)
+_CORNER_SIGNS = np.array(np.meshgrid([-1.0, 1.0], [-1.0, 1.0], [-1.0, 1.0])).reshape(
+    3, 8
+)
 
 
 def box_corners(centre, half_size, yaw):
-    """``[N, 3, 8]`` world corners of ``N`` boxes (centres and half sizes ``[N, 3]``, yaws ``[N]``)."""
+    """``[N, 3, 8]`` world corners of boxes (centres, half sizes ``[N, 3]``; yaws ``[N]``)."""
     local = half_size[:, :, None] * _CORNER_SIGNS
     cos, sin = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
     x, y, z = local[:, 0], local[:, 1], local[:, 2]
@@ -439,17 +447,24 @@ def cast_rays(scene, camera_to_world, camera_dirs, frame):
     boxes = scene.boxes
     centres = boxes.centre_at(frame)
     corners = box_corners(centres, boxes.half_size, boxes.yaw)
-    rectangles = image_rectangles(np.einsum("ji,njk->nik", rotation, corners - origin[:, None]))
+    rectangles = image_rectangles(
+        np.einsum("ji,njk->nik", rotation, corners - origin[:, None])
+    )
     a, b = camera_dirs[0], camera_dirs[1]
     visible = (
-        (rectangles[:, 0] <= a.max()) & (rectangles[:, 1] >= a.min())
-        & (rectangles[:, 2] <= b.max()) & (rectangles[:, 3] >= b.min())
+        (rectangles[:, 0] <= a.max())
+        & (rectangles[:, 1] >= a.min())
+        & (rectangles[:, 2] <= b.max())
+        & (rectangles[:, 3] >= b.min())
     )
     for n in np.flatnonzero(visible):
         x_min, x_max, y_min, y_max = rectangles[n]
         rays = np.flatnonzero((a >= x_min) & (a <= x_max) & (b >= y_min) & (b <= y_max))
         t_box = intersect_box(
-            origin, directions[:, rays], centres[n], boxes.half_size[n],
+            origin,
+            directions[:, rays],
+            centres[n],
+            boxes.half_size[n],
             yaw_rotation(boxes.yaw[n]),
         )
         nearer = t_box < t[rays]
@@ -463,7 +478,7 @@ def cast_rays(scene, camera_to_world, camera_dirs, frame):
 
 
 def _rotate_about_y(cos, sin, vectors):
-    """Applies per-ray yaw rotations ``[[c, 0, s], [0, 1, 0], [-s, 0, c]]`` to ``[3, P]``."""
+    """Rotates ``[3, P]`` vectors by per-column ``[[c, 0, s], [0, 1, 0], [-s, 0, c]]``."""
     x, y, z = vectors
     return np.stack([cos * x + sin * z, y, -sin * x + cos * z])
 
@@ -485,7 +500,9 @@ def surface_points(scene, points, box, frame):
     index = np.where(is_room, 0, box)
     room_centre = (scene.room_min + scene.room_max) / 2.0
     room_half = (scene.room_max - scene.room_min) / 2.0
-    centre = np.where(is_room, room_centre[:, None], scene.boxes.centre_at(frame)[index].T)
+    centre = np.where(
+        is_room, room_centre[:, None], scene.boxes.centre_at(frame)[index].T
+    )
     half = np.where(is_room, room_half[:, None], scene.boxes.half_size[index].T)
     yaw = np.where(is_room, 0.0, scene.boxes.yaw[index])
     cos, sin = np.cos(yaw), np.sin(yaw)
@@ -545,13 +562,15 @@ def albedo(materials, material, uv, footprint):
         decay = (-0.5 * np.sum(k**2, axis=1)[:, None] * footprint[rays] ** 2).astype(
             np.float32
         )
-        pattern = materials.colour[m].T.astype(np.float32) @ (np.sin(phase) * np.exp(decay))
+        pattern = materials.colour[m].T.astype(np.float32) @ (
+            np.sin(phase) * np.exp(decay)
+        )
         colour[:, rays] = materials.base[m][:, None] + pattern
     return colour
 
 
 def lambert_shading(normal):
-    """``[P]`` view-independent brightness ``AMBIENT + DIFFUSE max(0, n·l)`` of ``[3, P]`` normals."""
+    """``[P]`` brightness ``AMBIENT + DIFFUSE max(0, n·l)`` of ``[3, P]`` normals."""
     return AMBIENT + DIFFUSE * np.maximum(LIGHT_DIRECTION @ normal, 0.0)
 
 
@@ -569,7 +588,7 @@ def _trace(scene, camera_to_world, camera_dirs, frame, focal):
 
 
 def surface_edges(surface):
-    """``[H, W]`` bool, pixels whose surface id differs from one of their 8 neighbours."""
+    """``[H, W]`` bool: pixels whose surface id differs from one of their 8 neighbours."""
     padded = np.pad(surface, 1, mode="edge")
     height, width = surface.shape
     edges = np.zeros(surface.shape, dtype=bool)
@@ -579,7 +598,9 @@ def surface_edges(surface):
     return edges
 
 
-def render_frame(scene, camera_to_world, frame, intrinsics, height, width, supersample=2):
+def render_frame(
+    scene, camera_to_world, frame, intrinsics, height, width, supersample=2
+):
     """Renders one frame.
 
     Args:
@@ -671,9 +692,10 @@ class SyntheticConfig(tfds.core.BuilderConfig):
     supersample: int = 2
 
 
-def synthetic_config(height, width, train_videos, test_videos, frames_per_video,
-                     seed=0, supersample=2):
-    """A :class:`SyntheticConfig` named after its values (one data directory per choice).
+def synthetic_config(
+    height, width, train_videos, test_videos, frames_per_video, seed=0, supersample=2
+):
+    """A :class:`SyntheticConfig` named after its values (one data directory each).
 
     Raises:
         ValueError: on a non-positive size or count, or fewer than 3 frames per video.
@@ -717,7 +739,8 @@ def triplet_examples(split, video, poses, intrinsics, frames):
             F.INTRINSICS_KNOWN: True,
             F.VIDEO_ID: video_id,
             F.FRAME_IDS: [f"{video_id}/{i:05d}" for i in range(t - 1, t + 2)],
-            F.MASK: np.stack([f.mask[..., None] for f in window]).astype(np.uint8) * 255,
+            F.MASK: np.stack([f.mask[..., None] for f in window]).astype(np.uint8)
+            * 255,
             F.DEPTH: F.encode_depth(np.stack([f.depth[..., None] for f in window])),
             F.CAMERA_TO_WORLD: poses[t - 1 : t + 2].astype(np.float32),
         }
@@ -736,7 +759,9 @@ class Synthetic(tfds.core.GeneratorBasedBuilder):
         return tfds.core.DatasetInfo(
             builder=self,
             description=__doc__.split("\n\n")[0],
-            features=F.triplet_features(with_mask=True, with_depth=True, with_pose=True),
+            features=F.triplet_features(
+                with_mask=True, with_depth=True, with_pose=True
+            ),
             homepage="https://github.com/google-research/google-research/tree/master/depth_and_motion_learning",
         )
 
@@ -773,7 +798,9 @@ def define_flags():
     flags.DEFINE_integer("train_videos", 40, "Number of training videos.")
     flags.DEFINE_integer("test_videos", 8, "Number of test videos (unseen scenes).")
     flags.DEFINE_integer(
-        "frames_per_video", 32, "Frames per video; each video gives frames - 2 triplets."
+        "frames_per_video",
+        32,
+        "Frames per video; each video gives frames - 2 triplets.",
     )
     flags.DEFINE_integer("seed", 0, "Random seed of all scenes.")
     flags.DEFINE_integer(
@@ -786,8 +813,13 @@ def main(argv):
     del argv
     FLAGS = flags.FLAGS
     config = synthetic_config(
-        FLAGS.height, FLAGS.width, FLAGS.train_videos, FLAGS.test_videos,
-        FLAGS.frames_per_video, FLAGS.seed, FLAGS.supersample,
+        FLAGS.height,
+        FLAGS.width,
+        FLAGS.train_videos,
+        FLAGS.test_videos,
+        FLAGS.frames_per_video,
+        FLAGS.seed,
+        FLAGS.supersample,
     )
     start = time.perf_counter()
     builder = Synthetic(config=config, data_dir=FLAGS.output)

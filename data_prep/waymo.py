@@ -23,7 +23,6 @@ CLI::
 """
 import dataclasses
 import functools
-import pathlib
 
 import tensorflow as tf
 from absl import app, flags

@@ -13,6 +13,8 @@ CLI::
         --data_dir=/data/kitti_raw --split_file=splits/kitti/eigen_benchmark/test_files.txt \\
         --saved_model=/models/run1/saved_model --output_dir=/tmp/eval --per_image --num_worst=8
 
+(or ``--model_dir=/models/run1 [--checkpoint=...]`` to evaluate a training run's checkpoint)
+
 prints the metrics table and writes ``metrics.json`` (all numbers and the
 configuration), optionally ``per_image.csv`` and ``worst.png``.
 """
@@ -28,11 +30,11 @@ import tensorflow as tf
 import tqdm
 from absl import app, flags
 
-from depth_motion_tf import ground_truth, metrics, visualize
+from depth_motion_tf import export, ground_truth, metrics, visualize
 
 DATASETS = ("kitti_eigen", "kitti_benchmark", "cityscapes", "folder", "tfds")
 # Prediction sources accepted by the CLI: exactly one must be given.
-PREDICTION_FLAGS = ("saved_model", "predictions")
+PREDICTION_FLAGS = ("saved_model", "model_dir", "predictions")
 
 
 @dataclasses.dataclass
@@ -329,6 +331,11 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string(
         "saved_model", None, "SavedModel folder with a 'depth' signature.", flag_values=fv)
     flags.DEFINE_string(
+        "model_dir", None, "Or a training run folder (config.json, checkpoints/).", flag_values=fv)
+    flags.DEFINE_string(
+        "checkpoint", None, "With --model_dir: checkpoint path (default: the latest).",
+        flag_values=fv)
+    flags.DEFINE_string(
         "predictions", None,
         "Precomputed depth: .npy/.npz [N,H,W] or a folder of files, in sample order.",
         flag_values=fv)
@@ -378,6 +385,9 @@ def samples_from_flags(fv):
 
 def predict_fn_from_flags(fv):
     """The ``predict_depth`` callable of the model flag given (one branch per PREDICTION_FLAGS route)."""
+    if fv.model_dir:
+        model = export.load_model(fv.model_dir, fv.checkpoint)
+        return export.keras_depth_predictor(model, model.height, model.width, fv.batch_size)
     return saved_model_predict_fn(fv.saved_model)
 
 

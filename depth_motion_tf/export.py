@@ -1,6 +1,6 @@
-"""SavedModel export for serving, and in-process predictors.
+"""SavedModel (and TFLite) export for serving, and in-process predictors.
 
-    python -m depth_motion_tf.export --model_dir=runs/kitti [--checkpoint=...] [--output=...]
+    python -m depth_motion_tf.export --model_dir=runs/kitti [--checkpoint=...] [--output=...] [--tflite]
 
 Signatures of the SavedModel (any input size; frames are resized to the
 model's resolution inside and outputs resized back where they are images):
@@ -10,16 +10,25 @@ model's resolution inside and outputs resized back where they are images):
   ``residual_translation`` ``[B, h, w, 3]`` (at the model's resolution),
   ``intrinsics`` ``[B, 3, 3]`` (the motion net's prediction, pixels of the input size).
 - ``serving_default`` = ``depth``.
+
+``--tflite`` also writes ``depth.tflite`` next to the SavedModel: the depth
+signature at the model's resolution, batch 1 (``image`` uint8 ``[1, h, w, 3]``
+→ ``[1, h, w, 1]`` float32 depth; no resizing inside).
 """
 import dataclasses
 import json
 import os
+from typing import Any, Callable
 
 from absl import app, flags
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import (
+    convert_variables_to_constants_v2,
+)
 
 CONFIG_FILE = "config.json"
+TFLITE_FILE = "depth.tflite"
 
 
 def _to_model_input(images, height, width):
@@ -86,6 +95,89 @@ def export_saved_model(model, path):
     return path
 
 
+def _fixed_size_depth_function(model):
+    """The ``depth`` signature at the model's resolution, batch 1 (no resize: it is the identity)."""
+    spec = tf.TensorSpec([1, model.height, model.width, 3], tf.uint8, name="image")
+
+    @tf.function(input_signature=[spec])
+    def depth(image):
+        return {"depth": model(tf.image.convert_image_dtype(image, tf.float32))}
+
+    return depth.get_concrete_function()
+
+
+def export_tflite(model, path):
+    """Writes the depth network as a TFLite flatbuffer at the model's resolution, batch 1.
+
+    Input ``image`` uint8 ``[1, h, w, 3]``; output float32 depth ``[1, h, w, 1]``,
+    where ``h, w`` = ``model.height, model.width``. The variables are frozen into
+    constants first: left to the converter, Keras 3 variables stay TFLite
+    resource variables that nothing initialises, and the model outputs zeros.
+
+    Returns:
+        ``path``.
+    """
+    frozen = convert_variables_to_constants_v2(_fixed_size_depth_function(model))
+    flatbuffer = tf.lite.TFLiteConverter.from_concrete_functions([frozen], model).convert()
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(flatbuffer)
+    return path
+
+
+@dataclasses.dataclass
+class Signatures:
+    """The SavedModel's functions, from a SavedModel folder or a training run.
+
+    Called with keywords, as a loaded SavedModel's signatures are:
+    ``depth(image=)`` and ``motion(image1=, image2=)`` (uint8 tensors
+    ``[B, H, W, 3]``), each returning the dict of tensors described in the
+    module docstring.
+
+    Attributes:
+        depth, motion: the two functions.
+        source: what they were loaded from (for messages).
+        owner: the loaded object that keeps their variables alive.
+    """
+
+    depth: Callable
+    motion: Callable
+    source: str
+    owner: Any
+
+
+def model_signatures(model, source="the Keras model"):
+    """The SavedModel's ``depth`` and ``motion`` functions, in process, for a built ``DepthMotionModel``."""
+    serving = _Serving(model)
+    return Signatures(serving.depth, serving.motion, source, serving)
+
+
+def load_signatures(saved_model=None, model_dir=None, checkpoint=None):
+    """The ``depth`` and ``motion`` functions of a SavedModel or of a training run's checkpoint.
+
+    Args:
+        saved_model: a SavedModel folder written by :func:`export_saved_model`.
+        model_dir, checkpoint: or a training run (see :func:`load_model`); exactly
+            one of ``saved_model`` and ``model_dir`` is given.
+    Returns:
+        :class:`Signatures`.
+    Raises:
+        ValueError: naming the SavedModel when it lacks a signature.
+    """
+    if (saved_model is None) == (model_dir is None):
+        raise ValueError("give exactly one of saved_model and model_dir")
+    if model_dir is not None:
+        return model_signatures(load_model(model_dir, checkpoint), str(model_dir))
+    loaded = tf.saved_model.load(str(saved_model))
+    missing = [name for name in ("depth", "motion") if name not in loaded.signatures]
+    if missing:
+        raise ValueError(
+            f"{saved_model}: SavedModel has no {' or '.join(missing)} signature "
+            f"(has {sorted(loaded.signatures)})"
+        )
+    signatures = loaded.signatures
+    return Signatures(signatures["depth"], signatures["motion"], str(saved_model), loaded)
+
+
 def keras_depth_predictor(model, height, width, batch_size=8):
     """A numpy predictor around a Keras model (same resizing as the ``depth`` signature).
 
@@ -143,18 +235,39 @@ def load_model(model_dir, checkpoint=None):
     return model
 
 
+def define_flags(flag_values=flags.FLAGS):
+    """Declares the CLI flags on ``flag_values`` (not at import: the library is imported anywhere)."""
+    fv = flag_values
+    flags.DEFINE_string("model_dir", None, "Training run folder (config.json, checkpoints/).",
+                        flag_values=fv)
+    flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest in --model_dir).",
+                        flag_values=fv)
+    flags.DEFINE_string("output", None, "SavedModel folder (default: <model_dir>/saved_model).",
+                        flag_values=fv)
+    flags.DEFINE_bool("tflite", False, f"Also write {TFLITE_FILE} (depth at the model's "
+                      "resolution, batch 1) next to the SavedModel.", flag_values=fv)
+    flags.mark_flag_as_required("model_dir", flag_values=fv)
+
+
+def run(fv):
+    """Exports as the parsed flags say and prints one summary line; returns the written paths."""
+    model = load_model(fv.model_dir, fv.checkpoint)
+    output = fv.output or os.path.join(fv.model_dir, "saved_model")
+    paths = [export_saved_model(model, output)]
+    if fv.tflite:
+        paths.append(export_tflite(model, os.path.join(os.path.dirname(output.rstrip("/")), TFLITE_FILE)))
+    print(
+        f"Exported step {int(model.optimizer.iterations.numpy())} of {fv.model_dir} "
+        f"({model.height}x{model.width}) to {', '.join(paths)} (signatures: depth, motion)"
+    )
+    return paths
+
+
 def main(argv):
     del argv
-    args = flags.FLAGS
-    model = load_model(args.model_dir, args.checkpoint)
-    output = args.output or os.path.join(args.model_dir, "saved_model")
-    export_saved_model(model, output)
-    print(f"Exported step {int(model.optimizer.iterations.numpy())} to {output} (signatures: depth, motion)")
+    run(flags.FLAGS)
 
 
 if __name__ == "__main__":
-    flags.DEFINE_string("model_dir", None, "Training run folder (config.json, checkpoints/).")
-    flags.DEFINE_string("checkpoint", None, "Checkpoint path (default: the latest in --model_dir).")
-    flags.DEFINE_string("output", None, "SavedModel folder (default: <model_dir>/saved_model).")
-    flags.mark_flag_as_required("model_dir")
+    define_flags()
     app.run(main)

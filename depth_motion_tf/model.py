@@ -66,10 +66,10 @@ class DepthMotionModel(keras.Model):
                 initializer=keras.initializers.Constant([1.0, 1.0, 0.5, 0.5]),
                 name="video_intrinsics",
             )
-        self.bad_steps = tf.Variable(0, trainable=False, dtype=tf.int64, name="bad_steps")
-        self.consecutive_bad_steps = tf.Variable(
-            0, trainable=False, dtype=tf.int64, name="consecutive_bad_steps"
-        )
+        counter = dict(trainable=False, dtype=tf.int64,
+                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.bad_steps = tf.Variable(0, name="bad_steps", **counter)
+        self.consecutive_bad_steps = tf.Variable(0, name="consecutive_bad_steps", **counter)
         active = [n for n, w in dataclasses.asdict(loss_weights).items() if w] + ["total"]
         self._trackers = {name: keras.metrics.Mean(name=name) for name in active}
         self._losses_and_gradients = tf.function(
@@ -227,21 +227,24 @@ class DepthMotionModel(keras.Model):
             self.optimizer.apply(gradients, variables)
             count(finite)
             return
-        apply = lambda: self.optimizer.apply(gradients, variables)  # noqa: E731
-        context = tf.distribute.get_replica_context()
+        apply = lambda grads: self.optimizer.apply(grads, variables)  # noqa: E731
         if tf.__internal__.distribute.strategy_supports_no_merge_call():
-            tf.cond(finite, apply, lambda: None)
+            tf.cond(finite, lambda: apply(gradients), lambda: None)
         else:
 
-            def cross_replica(strategy, finite_per_replica):
+            def cross_replica(strategy, finite_per_replica, grads_per_replica):
                 first = strategy.experimental_local_results(finite_per_replica)[0]
                 tf.cond(
                     first,
-                    lambda: strategy.extended.call_for_each_replica(apply),
+                    lambda: strategy.extended.call_for_each_replica(
+                        apply, args=(grads_per_replica,)
+                    ),
                     lambda: None,
                 )
 
-            context.merge_call(cross_replica, args=(finite,))
+            tf.distribute.get_replica_context().merge_call(
+                cross_replica, args=(finite, gradients)
+            )
         count(finite)
 
     def _update_trackers(self, losses):

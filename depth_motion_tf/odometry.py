@@ -19,6 +19,9 @@ CLI::
 
 prints ``ATE mean ± std`` and writes ``odometry.json``, the chained
 trajectory ``trajectory.txt`` (KITTI pose format) and ``trajectory.png``.
+``--predictions`` may also be a SavedModel (with ``--sequence_dir``), or
+``--model_dir=RUN [--checkpoint=...] --sequence_dir=...`` runs a training
+run's checkpoint.
 """
 import json
 import pathlib
@@ -32,7 +35,7 @@ import tensorflow as tf  # noqa: E402
 import tqdm  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from depth_motion_tf import evaluate, geometry, ground_truth  # noqa: E402
+from depth_motion_tf import evaluate, export, geometry, ground_truth  # noqa: E402
 
 SNIPPET_LENGTH = 5
 
@@ -186,8 +189,15 @@ def saved_model_motions(saved_model, image_paths, batch_size=8, input_size=None)
         raise ValueError(
             f"{saved_model}: SavedModel has no 'motion' signature (has {list(loaded.signatures)})"
         )
-    signature = loaded.signatures["motion"]
+    return pair_motions(loaded.signatures["motion"], image_paths, batch_size, input_size)
 
+
+def pair_motions(motion_fn, image_paths, batch_size=8, input_size=None):
+    """Runs a ``motion`` function (a SavedModel signature, see above) on consecutive frame pairs.
+
+    Returns:
+        ``[len(image_paths) - 1, 6]`` float64 ``(rx, ry, rz, tx, ty, tz)``.
+    """
     frames = [
         evaluate.resize_image(ground_truth.read_image(path), input_size)
         for path in tqdm.tqdm(image_paths, desc="reading frames", unit="frame")
@@ -195,7 +205,7 @@ def saved_model_motions(saved_model, image_paths, batch_size=8, input_size=None)
     motions = []
     for start in tqdm.trange(0, len(frames) - 1, batch_size, desc="predicting", unit="batch"):
         stop = min(start + batch_size, len(frames) - 1)
-        out = signature(
+        out = motion_fn(
             image1=tf.constant(np.stack(frames[start:stop])),
             image2=tf.constant(np.stack(frames[start + 1 : stop + 1])),
         )
@@ -222,6 +232,14 @@ def define_flags(flag_values=flags.FLAGS):
         flag_values=fv,
     )
     flags.DEFINE_string(
+        "model_dir", None, "Or a training run folder (config.json, checkpoints/); needs "
+        "--sequence_dir.", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "checkpoint", None, "With --model_dir: checkpoint path (default: the latest).",
+        flag_values=fv,
+    )
+    flags.DEFINE_string(
         "sequence_dir",
         None,
         "With a SavedModel: the sequence folder (holding image_2/*.png).",
@@ -240,26 +258,35 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string(
         "output_dir", None, "Where odometry.json, trajectory.txt/.png are written.", flag_values=fv
     )
-    flags.mark_flags_as_required(["poses_gt", "predictions", "output_dir"], flag_values=fv)
+    flags.mark_flags_as_required(["poses_gt", "output_dir"], flag_values=fv)
+    flags.mark_flags_as_mutual_exclusive(["predictions", "model_dir"], required=True, flag_values=fv)
 
 
 def motions_from_flags(fv):
     """The ``[N-1, 6]`` per-pair motions the flags point to."""
+    if fv.model_dir:
+        motion_fn = export.load_signatures(model_dir=fv.model_dir, checkpoint=fv.checkpoint).motion
+        return pair_motions(motion_fn, *_sequence_frames(fv))
     path = pathlib.Path(fv.predictions)
     if path.is_dir():
-        if not fv.sequence_dir:
-            raise app.UsageError("a SavedModel needs --sequence_dir")
-        image_paths = sorted((pathlib.Path(fv.sequence_dir) / "image_2").glob("*.png"))
-        if not image_paths:
-            raise FileNotFoundError(f"{fv.sequence_dir}/image_2: no .png frames")
-        input_size = (fv.input_height, fv.input_width) if fv.input_height and fv.input_width else None
-        return saved_model_motions(path, image_paths, fv.batch_size, input_size)
+        return saved_model_motions(path, *_sequence_frames(fv))
     if path.suffix != ".npy" or not path.is_file():
         raise FileNotFoundError(f"{path}: expected a .npy of [N-1, 6] motions or a SavedModel folder")
     motions = np.load(path)
     if motions.ndim != 2 or motions.shape[1] != 6:
         raise ValueError(f"{path}: expected shape [N-1, 6], got {motions.shape}")
     return motions
+
+
+def _sequence_frames(fv):
+    """``(image_paths, batch_size, input_size)`` of ``--sequence_dir`` for running a model."""
+    if not fv.sequence_dir:
+        raise app.UsageError("a SavedModel or --model_dir needs --sequence_dir")
+    image_paths = sorted((pathlib.Path(fv.sequence_dir) / "image_2").glob("*.png"))
+    if not image_paths:
+        raise FileNotFoundError(f"{fv.sequence_dir}/image_2: no .png frames")
+    input_size = (fv.input_height, fv.input_width) if fv.input_height and fv.input_width else None
+    return image_paths, fv.batch_size, input_size
 
 
 def run(fv):

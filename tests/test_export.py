@@ -1,0 +1,182 @@
+"""SavedModel / TFLite export: signatures checked in a fresh process against the Keras model."""
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+from PIL import Image
+
+from depth_motion_tf import evaluate, export, train
+
+HEIGHT, WIDTH = 64, 96
+ODD_SIZE = (50, 70)  # an input size unlike the model's
+
+# Runs in a fresh interpreter with no project import: loads the SavedModel and
+# applies every signature to the inputs saved as .npy, saving the outputs.
+FRESH_PROCESS_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    saved_model, folder = sys.argv[1], sys.argv[2]
+    loaded = tf.saved_model.load(saved_model)
+    for name in ("image", "image1", "image2", "constant"):
+        globals()[name] = tf.constant(np.load(f"{folder}/{name}.npy"))
+    runs = {
+        "depth": loaded.signatures["depth"](image=image),
+        "default": loaded.signatures["serving_default"](image=image),
+        "motion": loaded.signatures["motion"](image1=image1, image2=image2),
+        "constant_depth": loaded.signatures["depth"](image=constant),
+        "constant_motion": loaded.signatures["motion"](image1=constant, image2=constant),
+    }
+    for run, outputs in runs.items():
+        for key, value in outputs.items():
+            np.save(f"{folder}/{run}.{key}.npy", value.numpy())
+    """
+)
+
+
+def make_run_dir(path):
+    """A training-run folder (config.json + one checkpoint) of an untrained small model.
+
+    Returns:
+        ``(model, model_dir)``; the checkpoint holds ``model``'s weights.
+    """
+    config = train.TrainConfig(data="unused", model_dir=str(path), height=HEIGHT, width=WIDTH)
+    model = train.build_model(config, tf.distribute.get_strategy())
+    export.save_config(config, config.model_dir)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    tf.train.CheckpointManager(checkpoint, str(path / "checkpoints"), 1).save()
+    return model, str(path)
+
+
+def run_export_cli(argv):
+    flag_values = flags.FlagValues()
+    export.define_flags(flag_values)
+    flag_values(["export", *argv])
+    return export.run(flag_values)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """The export CLI (with --tflite) run on a fresh run folder; returns a dict of paths and the model."""
+    root = tmp_path_factory.mktemp("export")
+    model, model_dir = make_run_dir(root / "run")
+    paths = run_export_cli([f"--model_dir={model_dir}", f"--output={root / 'exported'}", "--tflite"])
+    return {"model": model, "model_dir": model_dir, "root": root, "paths": paths}
+
+
+@pytest.fixture(scope="module")
+def fresh_outputs(exported):
+    """Inputs and every signature's outputs computed by a fresh Python process."""
+    folder = exported["root"] / "io"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    inputs = {
+        "image": rng.integers(0, 256, (2, HEIGHT, WIDTH, 3), dtype=np.uint8),
+        "image1": rng.integers(0, 256, (2, HEIGHT, WIDTH, 3), dtype=np.uint8),
+        "image2": rng.integers(0, 256, (2, HEIGHT, WIDTH, 3), dtype=np.uint8),
+        "constant": np.full((1, *ODD_SIZE, 3), 90, np.uint8),
+    }
+    for name, value in inputs.items():
+        np.save(folder / f"{name}.npy", value)
+    subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS_SCRIPT, exported["paths"][0], str(folder)],
+        check=True, cwd=str(exported["root"]), timeout=300,
+    )
+    outputs = {p.name[: -len(".npy")]: np.load(p) for p in folder.glob("*.*.npy")}
+    return inputs, outputs
+
+
+def as_float(images):
+    return tf.constant(images, tf.float32) / 255.0
+
+
+def test_depth_signature_in_a_fresh_process_matches_the_keras_model(exported, fresh_outputs):
+    inputs, outputs = fresh_outputs
+    expected = exported["model"](as_float(inputs["image"])).numpy()
+    np.testing.assert_allclose(outputs["depth.depth"], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_motion_signature_in_a_fresh_process_matches_the_keras_model(exported, fresh_outputs):
+    inputs, outputs = fresh_outputs
+    expected = exported["model"].predict_motion(as_float(inputs["image1"]), as_float(inputs["image2"]))
+    for key in ("rotation", "translation", "residual_translation", "intrinsics"):
+        np.testing.assert_allclose(
+            outputs[f"motion.{key}"], expected[key].numpy(), rtol=1e-4, atol=1e-6, err_msg=key
+        )
+    assert outputs["motion.residual_translation"].shape == (2, HEIGHT, WIDTH, 3)
+
+
+def test_serving_default_is_the_depth_signature(fresh_outputs):
+    _, outputs = fresh_outputs
+    np.testing.assert_array_equal(outputs["default.depth"], outputs["depth.depth"])
+
+
+def test_any_input_size_gives_depth_at_that_size(exported, fresh_outputs):
+    _, outputs = fresh_outputs
+    # A constant image is the same constant at the model's resolution.
+    at_model_size = exported["model"](tf.fill([1, HEIGHT, WIDTH, 3], 90 / 255))
+    expected = tf.image.resize(at_model_size, ODD_SIZE, method="bilinear").numpy()
+    assert outputs["constant_depth.depth"].shape == (1, *ODD_SIZE, 1)
+    np.testing.assert_allclose(outputs["constant_depth.depth"], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_intrinsics_are_in_pixels_of_the_input_size(exported, fresh_outputs):
+    _, outputs = fresh_outputs
+    constant = tf.fill([1, HEIGHT, WIDTH, 3], 90 / 255)
+    k = exported["model"].predict_motion(constant, constant)["intrinsics"].numpy()[0]
+    sx, sy = ODD_SIZE[1] / WIDTH, ODD_SIZE[0] / HEIGHT
+    expected = np.diag([sx, sy, 1.0]) @ k
+    np.testing.assert_allclose(outputs["constant_motion.intrinsics"][0], expected, rtol=1e-4)
+
+
+def test_export_cli_writes_the_saved_model_and_tflite_next_to_it(exported):
+    saved_model, tflite = exported["paths"]
+    assert saved_model == str(exported["root"] / "exported")
+    assert tflite == str(exported["root"] / export.TFLITE_FILE)
+    assert tf.saved_model.contains_saved_model(saved_model)
+
+
+def test_tflite_depth_matches_the_keras_model(exported):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+        interpreter = tf.lite.Interpreter(model_path=exported["paths"][1])
+    interpreter.allocate_tensors()
+    (input_detail,) = interpreter.get_input_details()
+    (output_detail,) = interpreter.get_output_details()
+    assert list(input_detail["shape"]) == [1, HEIGHT, WIDTH, 3] and input_detail["dtype"] == np.uint8
+    image = np.random.default_rng(1).integers(0, 256, (1, HEIGHT, WIDTH, 3), dtype=np.uint8)
+    interpreter.set_tensor(input_detail["index"], image)
+    interpreter.invoke()
+    expected = exported["model"](as_float(image)).numpy()
+    np.testing.assert_allclose(interpreter.get_tensor(output_detail["index"]), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_run_folder_without_a_checkpoint_is_a_clear_error(tmp_path):
+    export.save_config(train.TrainConfig(data="unused", model_dir=str(tmp_path)), str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="no checkpoint found"):
+        export.load_model(str(tmp_path))
+
+
+def test_evaluate_cli_scores_a_run_folder_checkpoint(exported, tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "gt").mkdir()
+    Image.fromarray(np.full((HEIGHT, WIDTH, 3), 120, np.uint8)).save(tmp_path / "images" / "a.png")
+    # Ground truth = the model's own depth: zero error after median scaling.
+    depth = exported["model"](tf.fill([1, HEIGHT, WIDTH, 3], 120 / 255)).numpy()[0, ..., 0]
+    np.save(tmp_path / "gt" / "a.npy", depth * 10.0)
+    flag_values = flags.FlagValues()
+    evaluate.define_flags(flag_values)
+    flag_values([
+        "evaluate", "--dataset=folder", f"--data_dir={tmp_path / 'images'}",
+        f"--gt_dir={tmp_path / 'gt'}", f"--model_dir={exported['model_dir']}",
+        f"--output_dir={tmp_path / 'out'}",
+    ])
+    result = evaluate.run(flag_values)
+    assert result.summary["abs_rel"] == pytest.approx(0.0, abs=1e-5)
+    assert result.summary["ratio_median"] == pytest.approx(10.0, rel=1e-5)
