@@ -81,20 +81,24 @@ class DepthMotionModel(keras.Model):
         """Depth ``[B, H, W, 1]`` float32 for images ``[B, H, W, 3]`` in [0, 1]."""
         return self.depth_net(images, training=training)
 
-    def build_for_training(self):
-        """Creates every variable with a dummy forward pass (call inside the strategy scope)."""
-        rgb = tf.zeros([1, 2, self.height, self.width, 3])
-        self(rgb[:, 0])
+    def build(self, input_shape=None):
+        """Creates every variable with one dummy pass of both networks and the losses."""
+        del input_shape
         self.forward(
             {
-                "rgb": rgb,
+                "rgb": tf.zeros([1, 2, self.height, self.width, 3]),
                 "intrinsics": tf.eye(3, batch_shape=[1]),
                 "video_index": tf.zeros([1], tf.int32),
                 "mask": tf.zeros([1, 2, self.height, self.width, 1]),
             },
             training=False,
-            step=tf.constant(0, tf.int64),
+            step=None,  # fully on, so that every layer is built
         )
+        self.built = True
+
+    def build_for_training(self):
+        """Builds the model (call inside the strategy scope, before ``fit``)."""
+        self(tf.zeros([1, self.height, self.width, 3]))
 
     def predict_motion(self, image1, image2, intrinsics=None):
         """Motion 1→2 for inference.
@@ -257,18 +261,10 @@ class DepthMotionModel(keras.Model):
         return list(self._trackers.values())
 
     def _write_summaries(self, losses, extras, step):
-        """TensorBoard scalars and images every ``summary_every`` steps (no-op without a writer).
-
-        The images are computed only on summary steps (inside the ``tf.cond``).
-        """
-        should_record = tf.equal(step % self.summary_every, 0)
-
-        def record():
-            with tf.summary.record_if(True):
-                self._scalar_summaries(losses, extras, step)
-                self._image_summaries(extras, step)
-
-        tf.cond(should_record, record, lambda: None)
+        """TensorBoard scalars and images every ``summary_every`` steps (no-op without a writer)."""
+        with tf.summary.record_if(tf.equal(step % self.summary_every, 0)):
+            self._scalar_summaries(losses, extras, step)
+            self._image_summaries(extras, step)
 
     def _scalar_summaries(self, losses, extras, step):
         for name, value in losses.items():
@@ -281,15 +277,18 @@ class DepthMotionModel(keras.Model):
         for name, value in zip(("fx", "fy", "cx", "cy"), tf.unstack(mean_k)):
             tf.summary.scalar(f"intrinsics/{name}", value, step=step)
 
-    def _image_summaries(self, extras, step):
+    def _image_summaries(self, extras, step, count=2):
+        """The first ``count`` rows only, so the per-step cost stays negligible."""
         images = {
-            "frames": extras["rgb"],
-            "disparity": visualize.colorize_disparity(extras["depth"]),
-            "residual_motion": visualize.colorize_magnitude(extras["residual_translation"]),
-            "depth_proximity_weight": extras["depth_proximity_weight"],
+            "frames": extras["rgb"][:count],
+            "disparity": visualize.colorize_disparity(extras["depth"][:count]),
+            "residual_motion": visualize.colorize_magnitude(
+                extras["residual_translation"][:count]
+            ),
+            "depth_proximity_weight": extras["depth_proximity_weight"][:count],
         }
         for name, image in images.items():
-            tf.summary.image(name, image, step=step, max_outputs=2)
+            tf.summary.image(name, image, step=step, max_outputs=count)
 
 
 def _swap_directions(x):

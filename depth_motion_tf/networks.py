@@ -34,6 +34,7 @@ MOTION_ENCODER_FILTERS = (16, 32, 64, 128, 256, 512, 1024)  # c1..c7
 MOTION_SCALE_INIT = 0.01
 LEARNED_SCALE_MIN = 0.001  # lower bound of every learned scale
 FIELD_BURNIN_STEPS = 20000
+PATCH_CONV_MIN_CHANNELS = 512  # refinement levels c6, c7 use PatchMatmulConv2D
 
 
 def noise_stddev(step, rampup_steps=NOISE_RAMPUP_STEPS, max_stddev=MAX_NOISE_STDDEV):
@@ -417,6 +418,27 @@ class DepthNet(keras.Model):
         return config
 
 
+class PatchMatmulConv2D(keras.layers.Conv2D):
+    """A stride-1 ``Conv2D`` computed as one matmul of image patches with the kernel.
+
+    The same weights, names and result as ``keras.layers.Conv2D``. Used for the
+    refinement convolutions of the coarsest, widest motion levels (c6, c7: a few
+    pixels, 515 to 1027 input channels), where TensorFlow's CPU
+    convolution-backprop kernels are about 7x slower than the matmul's gradient
+    (c7, 4 rows, 2 CPU cores: 570 ms vs 85 ms); patches of such small maps are cheap.
+    """
+
+    def convolution_op(self, inputs, kernel):
+        """``[B, H, W, Cin]`` → ``[B, H, W, Cout]`` in the compute dtype."""
+        if tuple(self.strides) != (1, 1) or tuple(self.dilation_rate) != (1, 1):
+            raise ValueError(f"{self.name}: PatchMatmulConv2D supports stride 1, dilation 1 only.")
+        size_h, size_w, _, filters = kernel.shape
+        patches = tf.image.extract_patches(
+            inputs, [1, size_h, size_w, 1], [1, 1, 1, 1], [1, 1, 1, 1], self.padding.upper()
+        )  # [B, H, W, kh·kw·Cin], ordered like the kernel's first three axes
+        return tf.tensordot(patches, tf.reshape(kernel, [-1, filters]), axes=1)
+
+
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
 class MotionFieldRefinement(keras.layers.Layer):
     """One coarse-to-fine refinement step of the residual translation (METHOD.md §2).
@@ -438,8 +460,11 @@ class MotionFieldRefinement(keras.layers.Layer):
         width = max(4, features_shape[-1])
         regularizer = _weight_regularizer(self.weight_decay)
 
+        wide = features_shape[-1] is not None and features_shape[-1] >= PATCH_CONV_MIN_CHANNELS
+        layer = PatchMatmulConv2D if wide else keras.layers.Conv2D
+
         def conv(filters, kernel_size, name, activation, use_bias):
-            return keras.layers.Conv2D(
+            return layer(
                 filters, kernel_size, padding="same", activation=activation, use_bias=use_bias,
                 kernel_regularizer=regularizer, dtype=self.dtype_policy, name=name,
             )
@@ -565,22 +590,44 @@ class MotionNet(keras.Model):
         rotation = background[:, 0, 0, :3] * self.rotation_scale
         translation = background[:, 0, 0, 3:] * self.translation_scale
 
-        field = self.residual_translation(background)
-        for features, refine in zip(encoded[::-1] + [inputs], self.refinements):
-            field = refine(field, features)
-        field *= self.translation_scale
-        if self.auto_mask:
-            field = auto_mask(field)
-        if step is not None:
-            field *= motion_field_burnin(step, self.field_burnin_steps)
-
         shape = tf.shape(inputs)
+        field_fn = lambda: self._residual_field(background, encoded, inputs)  # noqa: E731
+        if step is None:
+            field = field_fn()
+        else:
+            # While the burn-in weight is 0 the field is skipped, not computed and zeroed:
+            # the same result, without the refinement's forward and backward cost.
+            weight = motion_field_burnin(step, self.field_burnin_steps)
+            field = tf.cond(
+                weight > 0,
+                lambda: field_fn() * weight,
+                lambda: tf.zeros(tf.concat([shape[:3], [3]], 0), tf.float32),
+            )
         return {
             "rotation": rotation,
             "background_translation": translation,
             "residual_translation": field,
             "intrinsics": self._intrinsics(bottleneck, shape[1], shape[2]),
         }
+
+    def build(self, input_shape):
+        """Creates every sublayer by one fully-on call on zeros of the input's shape.
+
+        The residual field is computed inside a ``tf.cond`` during burn-in, where
+        layers must not be created, so all of them are built here first.
+        """
+        height = input_shape[1] or 128
+        width = input_shape[2] or 128
+        self.call(tf.zeros([1, height, width, input_shape[-1]]), step=None)
+        self.built = True
+
+    def _residual_field(self, background, encoded, inputs):
+        """Coarse-to-fine residual translation ``[B, H, W, 3]``, scaled and auto-masked."""
+        field = self.residual_translation(background)
+        for features, refine in zip(encoded[::-1] + [inputs], self.refinements):
+            field = refine(field, features)
+        field *= self.translation_scale
+        return auto_mask(field) if self.auto_mask else field
 
     def get_config(self):
         config = super().get_config()

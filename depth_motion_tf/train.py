@@ -13,7 +13,7 @@ import math
 import os
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 import keras
 import numpy as np
 import tensorflow as tf
@@ -118,7 +118,8 @@ def define_flags():
     for field in dataclasses.fields(TrainConfig):
         if field.name == "loss_weights":
             continue
-        default, help_text = field.default, f"{_HELP[field.name]} (default {field.default})"
+        default = None if field.default is dataclasses.MISSING else field.default
+        help_text = f"{_HELP[field.name]} (default {default})"
         if field.name in _ENUMS:
             flags.DEFINE_enum(field.name, default, _ENUMS[field.name], help_text)
         elif field.type is str:
@@ -344,6 +345,7 @@ def train(config):
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.ERROR)  # TFDS' info and deprecation chatter
     config = config_from_flags(flags.FLAGS)
     started = time.time()
     result = train(config)

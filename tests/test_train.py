@@ -1,0 +1,156 @@
+"""The trainer end to end: outputs, TensorBoard tags, kill-and-resume, clear errors."""
+import dataclasses
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from depth_motion_tf import train
+from tests import fixtures
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEIGHT, WIDTH = 32, 64
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return fixtures.write_dataset(
+        tmp_path_factory.mktemp("train_data"),
+        {"train": fixtures.moving_texture_triplets(6, HEIGHT, WIDTH)},
+    )
+
+
+def _config(dataset, model_dir, **overrides):
+    values = dict(
+        data=dataset, model_dir=str(model_dir), height=HEIGHT, width=WIDTH, batch_size=2,
+        num_steps=4, checkpoint_every=2, summary_every=2, seed=0, verbose=0, cache=True,
+    )
+    values.update(overrides)
+    return train.TrainConfig(**values)
+
+
+def _tags(event_dir):
+    tags = set()
+    for path in glob.glob(os.path.join(event_dir, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("run")
+    return model_dir, train.train(_config(dataset, model_dir))
+
+
+def test_training_writes_checkpoints_logs_config_and_saved_model(trained):
+    model_dir, result = trained
+    assert result["step"] == 4 and np.isfinite(result["loss"])
+    assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith("ckpt-4")
+    assert os.path.exists(os.path.join(model_dir, "config.json"))
+    loaded = tf.saved_model.load(result["saved_model"])
+    depth = loaded.signatures["depth"](image=tf.zeros([1, 40, 50, 3], tf.uint8))["depth"]
+    assert depth.shape == (1, 40, 50, 1) and bool(tf.reduce_all(depth > 0))
+
+
+def test_tensorboard_has_losses_scales_intrinsics_and_images(trained):
+    model_dir, _ = trained
+    tags = _tags(os.path.join(model_dir, "train"))
+    for tag in ("loss/total", "loss/rgb", "loss/motion_sparsity", "learning_rate", "bad_steps",
+                "motion/rotation_scale", "intrinsics/fx", "frames", "disparity",
+                "residual_motion", "depth_proximity_weight"):
+        assert tag in tags, tag
+
+
+def test_rerun_after_completion_resumes_and_does_nothing(dataset, trained):
+    model_dir, _ = trained
+    result = train.train(_config(dataset, model_dir, export=False))
+    assert result["step"] == 4
+
+
+def _run_cli(args, **kwargs):
+    return subprocess.Popen(
+        [sys.executable, "-m", "depth_motion_tf.train", *args],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, **kwargs,
+    )
+
+
+def test_sigkill_then_same_command_resumes_from_the_last_checkpoint(dataset, tmp_path):
+    flagfile = tmp_path / "run.flags"
+    flagfile.write_text(
+        "\n".join(
+            [f"--data={dataset}", f"--model_dir={tmp_path / 'run'}", f"--height={HEIGHT}",
+             f"--width={WIDTH}", "--batch_size=2", "--checkpoint_every=2", "--summary_every=2",
+             "--seed=0", "--noexport", "--verbose=0"]
+        )
+    )
+    checkpoints = tmp_path / "run" / "checkpoints"
+    process = _run_cli([f"--flagfile={flagfile}", "--num_steps=1000"])
+    deadline = time.time() + 400
+    while not glob.glob(str(checkpoints / "ckpt-2.index")) and time.time() < deadline:
+        assert process.poll() is None, process.stdout.read()
+        time.sleep(1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    # Checkpoints are numbered by the optimizer step they hold.
+    killed_at = int(tf.train.latest_checkpoint(str(checkpoints)).rsplit("-", 1)[1])
+    assert killed_at >= 2
+    resumed = _run_cli([f"--flagfile={flagfile}", f"--num_steps={killed_at + 2}"])
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output
+    assert "Resumed from" in output and f"at step {killed_at}" in output
+    assert f"Trained to step {killed_at + 2}" in output
+
+
+def test_encoder_weights_flag_initialises_the_depth_encoder(dataset, tmp_path):
+    config = _config(dataset, tmp_path)
+    source = train.build_model(config, tf.distribute.get_strategy())
+    path = str(tmp_path / "encoder.npz")
+    source.depth_net.save_encoder_weights(path)
+    keras.utils.set_random_seed(99)
+    config = dataclasses.replace(config, encoder_weights=path, seed=99)
+    loaded = train.build_model(config, tf.distribute.get_strategy())
+    for a, b in zip(source.depth_net.encoder.weights, loaded.depth_net.encoder.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_stop_on_bad_steps_raises_a_clear_error():
+    class Fake:
+        consecutive_bad_steps = tf.Variable(3, dtype=tf.int64)
+
+    callback = train.StopOnBadSteps(limit=3)
+    callback.set_model(Fake())
+    with pytest.raises(RuntimeError, match="3 consecutive training steps"):
+        callback.on_train_batch_end(0)
+
+
+@pytest.mark.parametrize(
+    "overrides, error, message",
+    [
+        (dict(data="/nonexistent/data"), FileNotFoundError, "/nonexistent/data"),
+        (dict(batch_size=8), ValueError, "fewer than --batch_size=8"),
+        (dict(height=40), ValueError, "multiples of 32"),
+    ],
+)
+def test_bad_configurations_fail_with_clear_errors(dataset, tmp_path, overrides, error, message):
+    with pytest.raises(error, match=message):
+        train.train(_config(dataset, tmp_path, **overrides))
+
+
+def test_use_mask_without_masks_and_unknown_intrinsics_are_rejected(tmp_path):
+    examples = fixtures.moving_texture_triplets(3, HEIGHT, WIDTH)
+    for example in examples:
+        example["intrinsics_known"] = False
+    data_dir = fixtures.write_dataset(tmp_path / "d", {"train": examples}, with_mask=False)
+    with pytest.raises(ValueError, match="needs foreground masks"):
+        train.train(_config(data_dir, tmp_path / "a", use_mask=True))
+    with pytest.raises(ValueError, match="intrinsics are unknown"):
+        train.train(_config(data_dir, tmp_path / "b"))
