@@ -73,6 +73,7 @@ def test_bfloat16_train_step_gives_finite_updates():
     assert int(model.bad_steps.numpy()) == 0
 
 
+@pytest.mark.slow  # the XLA compile of the whole step takes ~1.5 min on 2 CPU cores
 def test_xla_losses_and_gradients_match_graph_mode():
     model = _model("float32", jit_compile=True)
     batch, step = _batch(), tf.constant(PAST_SCHEDULES, tf.int64)

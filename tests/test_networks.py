@@ -331,3 +331,21 @@ def test_mixed_precision_computes_in_bfloat16_and_returns_float32():
     assert all(v.dtype == tf.float32 for v in motion.values())
     assert motion_net.rotation_scale.dtype == "float32"
     assert motion_net.intrinsics_focal.compute_dtype == "float32"
+
+
+def test_patch_matmul_conv_equals_keras_conv():
+    from depth_motion_tf.networks import PatchMatmulConv2D
+
+    x = tf.random.stateless_normal([2, 2, 7, 20], seed=[4, 2])
+    reference = keras.layers.Conv2D(8, 3, padding="same")
+    patched = PatchMatmulConv2D(8, 3, padding="same")
+    reference.build(x.shape)
+    patched.build(x.shape)
+    patched.set_weights(reference.get_weights())
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        a, b = reference(x), patched(x)
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        tape.gradient(a, x).numpy(), tape.gradient(b, x).numpy(), atol=1e-5
+    )
