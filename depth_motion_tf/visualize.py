@@ -36,6 +36,7 @@ def apply_colormap(values, name="plasma", vmin=None, vmax=None):
     lo = tf.reduce_min(values, axis=[1, 2], keepdims=True) if vmin is None else vmin
     hi = tf.reduce_max(values, axis=[1, 2], keepdims=True) if vmax is None else vmax
     scaled = tf.math.divide_no_nan(values - lo, hi - lo)
+    scaled = tf.where(tf.math.is_finite(scaled), scaled, 0.0)  # NaN/Inf map to the low end
     index = tf.cast(tf.round(tf.clip_by_value(scaled, 0.0, 1.0) * 255.0), tf.int32)
     return tf.gather(tf.constant(colormap_table(name)), index)
 

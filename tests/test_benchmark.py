@@ -4,9 +4,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from depth_motion_tf import benchmark
 
 
+@pytest.mark.slow  # four fresh TensorFlow processes: about 2 minutes on 2 CPU cores
 def test_tiny_run_prints_every_table_and_writes_every_key(tmp_path):
     output = tmp_path / "bench.json"
     command = [

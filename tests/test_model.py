@@ -146,9 +146,12 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     assert two.distribute_strategy.num_replicas_in_sync == 2
     for model in (two, one):
         model.fit(dataset, epochs=1, verbose=0)
-    worst = max(float(np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-12))
-                for a, b in zip(two.get_weights(), one.get_weights()))
-    moved = max(float(np.max(np.abs(a - b))) for a, b in zip(two.get_weights(), initial))
+    # The two runs' weight updates, compared as whole vectors: a replica-averaging
+    # mistake (e.g. summed, not averaged, gradients) would make them differ by ~100%.
+    update_two = np.concatenate([(a - i).ravel() for a, i in zip(two.get_weights(), initial)])
+    update_one = np.concatenate([(b - i).ravel() for b, i in zip(one.get_weights(), initial)])
+    worst = np.linalg.norm(update_two - update_one) / np.linalg.norm(update_one)
+    moved = np.abs(update_one).max()
     print("RESULT", worst, int(two.optimizer.iterations.numpy()), moved)
     """
 )
@@ -168,4 +171,4 @@ def test_two_replicas_match_one_device_on_the_same_global_batch():
     assert line, result.stdout[-3000:] + result.stderr[-3000:]
     worst, steps, moved = line[0].split()[1:]
     assert int(steps) == 3 and float(moved) > 1e-5  # training really happened
-    assert float(worst) < 1e-3
+    assert float(worst) < 1e-2
