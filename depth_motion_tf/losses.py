@@ -430,6 +430,7 @@ class DepthMotionLosses:
         weights = self.weights
         pixel_x, pixel_y, z, mask = geometry.warp_depth(depth1, translation, rotation, intrinsics)
         consistency = rgbd_consistency((pixel_x, pixel_y, z, mask), rgb1, depth2, rgb2)
+        normalized_field = normalize_motion_field(residual_translation, translation)  # T̂
         terms = {
             "rgb": lambda: consistency["rgb_error"],
             "ssim": lambda: consistency["ssim_error"],
@@ -447,12 +448,9 @@ class DepthMotionLosses:
                 _swap_directions(translation),
             ),
             "motion_smoothing": lambda: motion_group_smoothness(
-                normalize_motion_field(residual_translation, translation),
-                wrap_around=weights.motion_sparsity == 0,
+                normalized_field, wrap_around=weights.motion_sparsity == 0
             ),
-            "motion_sparsity": lambda: self.sparsity(
-                normalize_motion_field(residual_translation, translation)
-            ),
+            "motion_sparsity": lambda: self.sparsity(normalized_field),
             "depth_supervision": lambda: depth_supervision(
                 depth1, self._require_gt_depth(gt_depth)
             ),
