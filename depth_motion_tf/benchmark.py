@@ -15,7 +15,9 @@ process-wide), and prints one table and writes the results as JSON:
 - ``input_pipeline``: examples/s of ``data.make_dataset`` alone (decode, pair,
   augment, batch) with 1 and all cores, cache off and on;
 - ``inference``: latency and throughput of the exported SavedModel's ``depth``
-  signature at each ``--inference_batch_sizes``.
+  signature at each ``--inference_batch_sizes``, exported with and without
+  XLA, next to the network's FLOPs and the latency floor they set at the
+  measured matmul rate.
 
 The training steps run past the schedules' ramps (layer-norm noise and motion
 field fully on), so every part of the method is timed.
@@ -38,7 +40,8 @@ TRAIN_KEYS = (
     "train_step_flops", "achieved_flops_per_s", "matmul_flops_per_s", "fraction_of_matmul",
 )
 INPUT_KEYS = ("threads", "cache", "batch_size", "examples_per_s", "host_peak_rss_mb")
-INFERENCE_KEYS = ("batch_size", "latency_ms", "examples_per_s")
+INFERENCE_KEYS = ("jit_compile", "batch_size", "latency_ms", "examples_per_s",
+                  "flops_per_example", "floor_ms")
 SECTIONS = ("train", "input", "inference")
 
 
@@ -231,10 +234,13 @@ def benchmark_input(data_dir, height, width, batch_size, threads, cache, warmup_
     }
 
 
-def benchmark_inference(height, width, batch_sizes, warmup, repeats):
+def benchmark_inference(height, width, batch_sizes, jit_compile, warmup, repeats):
     """Exports a fresh float32 model, loads the SavedModel and times its ``depth`` signature.
 
-    Inputs are uint8 frames at the model's size. Returns:
+    Inputs are uint8 frames at the model's size; one export per ``jit_compile``
+    setting (see ``export.export_saved_model``). ``floor_ms`` is the network's
+    FLOPs over the measured matmul rate: no float32 kernel can beat it here.
+    Returns:
         list of dicts with the keys of ``INFERENCE_KEYS``.
     """
     import tensorflow as tf
@@ -244,16 +250,22 @@ def benchmark_inference(height, width, batch_sizes, warmup, repeats):
     train.set_precision_policy("off")
     config = train.TrainConfig(data="", model_dir="", height=height, width=width, seed=0)
     model = train.build_model(config, tf.distribute.get_strategy())
-    path = export.export_saved_model(model, os.path.join(tempfile.mkdtemp(), "saved_model"))
-    depth = tf.saved_model.load(path).signatures["depth"]
+    network = tf.function(lambda images: model(images))
+    flops = graph_flops(network.get_concrete_function(tf.zeros([1, height, width, 3])))
+    matmul_rate = matmul_flops_per_s(tf.float32, 4096 if tf.config.list_physical_devices("GPU") else 1024)
     rng = np.random.default_rng(0)
     results = []
-    for batch_size in batch_sizes:
-        image = tf.constant(rng.integers(0, 256, (batch_size, height, width, 3), dtype=np.uint8))
-        seconds = median_seconds(lambda: depth(image=image)["depth"].numpy(), warmup, repeats)
-        results.append(
-            {"batch_size": batch_size, "latency_ms": 1000.0 * seconds, "examples_per_s": batch_size / seconds}
-        )
+    for jit in jit_compile:
+        folder = os.path.join(tempfile.mkdtemp(), "saved_model")
+        depth = tf.saved_model.load(export.export_saved_model(model, folder, jit)).signatures["depth"]
+        for batch_size in batch_sizes:
+            image = tf.constant(rng.integers(0, 256, (batch_size, height, width, 3), dtype=np.uint8))
+            seconds = median_seconds(lambda: depth(image=image)["depth"].numpy(), warmup, repeats)
+            results.append({
+                "jit_compile": jit, "batch_size": batch_size, "latency_ms": 1000.0 * seconds,
+                "examples_per_s": batch_size / seconds, "flops_per_example": flops,
+                "floor_ms": 1000.0 * batch_size * flops / matmul_rate,
+            })
     return results
 
 
@@ -330,7 +342,7 @@ def run_benchmark(options, data_dir, progress=print):
         progress("inference: SavedModel depth signature")
         result = run_in_subprocess("inference", dict(
             height=height, width=width, batch_sizes=options["inference_batch_sizes"],
-            warmup=options["warmup_steps"], repeats=options["inference_repeats"],
+            jit_compile=options["jit_compile"], warmup=options["warmup_steps"], repeats=options["inference_repeats"],
         ))
         results["inference"] = result if isinstance(result, list) else [result]
     results["summary"] = summarize(results)
@@ -428,7 +440,7 @@ def define_flags():
     flags.DEFINE_integer("height", 128, "Image height in pixels (multiple of 32).")
     flags.DEFINE_integer("width", 416, "Image width in pixels (multiple of 32).")
     flags.DEFINE_list("batch_sizes", ["4"], "Training batch sizes (examples per step).")
-    flags.DEFINE_list("jit_compile", ["off", "on"], "XLA settings of the train step to time: off, on.")
+    flags.DEFINE_list("jit_compile", ["off", "on"], "XLA settings of the train step and the exported depth network: off, on.")
     flags.DEFINE_list("mixed_precision", ["off", "on"],
                       "Precision settings: off, on (mixed_float16 on GPU, mixed_bfloat16 on CPU), "
                       "mixed_float16, mixed_bfloat16.")

@@ -11,6 +11,10 @@ model's resolution inside and outputs resized back where they are images):
   ``intrinsics`` ``[B, 3, 3]`` (the motion net's prediction, pixels of the input size).
 - ``serving_default`` = ``depth``.
 
+``--jit_compile`` marks the depth network for XLA: about 20% faster on CPU,
+but the serving runtime must allow XLA JIT (TensorFlow does; TF Serving only
+with ``--xla_cpu_compilation_enabled`` on CPU), so it is off by default.
+
 ``--tflite`` also writes ``depth.tflite`` next to the SavedModel: the depth
 signature at the model's resolution, batch 1 (``image`` uint8 ``[1, h, w, 3]``
 → ``[1, h, w, 1]`` float32 depth; no resizing inside).
@@ -40,16 +44,18 @@ def _to_model_input(images, height, width):
 class _Serving(tf.Module):
     """Holds the model and the signature functions for ``tf.saved_model.save``."""
 
-    def __init__(self, model):
+    def __init__(self, model, jit_compile=False):
         super().__init__()
         self.model = model
+        # The network alone: XLA cannot compile the antialiased resize around it.
+        self._network = tf.function(lambda x: model(x), jit_compile=True) if jit_compile else model
         image = tf.TensorSpec([None, None, None, 3], tf.uint8)
         self.depth = tf.function(self._depth, input_signature=[image])
         self.motion = tf.function(self._motion, input_signature=[image, image])
 
     def _depth(self, image):
         size = tf.shape(image)[1:3]
-        depth = self.model(_to_model_input(image, self.model.height, self.model.width))
+        depth = self._network(_to_model_input(image, self.model.height, self.model.width))
         return {"depth": tf.image.resize(depth, size, method="bilinear")}
 
     def _motion(self, image1, image2):
@@ -67,16 +73,17 @@ class _Serving(tf.Module):
         }
 
 
-def export_saved_model(model, path):
+def export_saved_model(model, path, jit_compile=False):
     """Writes ``model`` as a SavedModel with ``depth``, ``motion`` and ``serving_default``.
 
     Args:
         model: a built ``DepthMotionModel``.
         path: output folder (replaced if it exists).
+        jit_compile: compile the depth network with XLA when served (see the module docstring).
     Returns:
         ``path``.
     """
-    serving = _Serving(model)
+    serving = _Serving(model, jit_compile)
     tmp = path.rstrip("/") + ".tmp"
     if tf.io.gfile.exists(tmp):
         tf.io.gfile.rmtree(tmp)
@@ -244,6 +251,8 @@ def define_flags(flag_values=flags.FLAGS):
                         flag_values=fv)
     flags.DEFINE_string("output", None, "SavedModel folder (default: <model_dir>/saved_model).",
                         flag_values=fv)
+    flags.DEFINE_bool("jit_compile", False, "Compile the depth network with XLA when served "
+                      "(faster; the runtime must allow XLA JIT).", flag_values=fv)
     flags.DEFINE_bool("tflite", False, f"Also write {TFLITE_FILE} (depth at the model's "
                       "resolution, batch 1) next to the SavedModel.", flag_values=fv)
     flags.mark_flag_as_required("model_dir", flag_values=fv)
@@ -253,7 +262,7 @@ def run(fv):
     """Exports as the parsed flags say and prints one summary line; returns the written paths."""
     model = load_model(fv.model_dir, fv.checkpoint)
     output = fv.output or os.path.join(fv.model_dir, "saved_model")
-    paths = [export_saved_model(model, output)]
+    paths = [export_saved_model(model, output, fv.jit_compile)]
     if fv.tflite:
         paths.append(export_tflite(model, os.path.join(os.path.dirname(output.rstrip("/")), TFLITE_FILE)))
     print(

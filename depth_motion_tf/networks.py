@@ -34,7 +34,7 @@ MOTION_ENCODER_FILTERS = (16, 32, 64, 128, 256, 512, 1024)  # c1..c7
 MOTION_SCALE_INIT = 0.01
 LEARNED_SCALE_MIN = 0.001  # lower bound of every learned scale
 FIELD_BURNIN_STEPS = 20000
-PATCH_CONV_MIN_CHANNELS = 512  # refinement levels c6, c7 use PatchMatmulConv2D
+PATCH_CONV_MIN_CHANNELS = 512  # motion convs this wide (c6, c7 levels) use PatchMatmulConv2D
 
 
 def noise_stddev(step, rampup_steps=NOISE_RAMPUP_STEPS, max_stddev=MAX_NOISE_STDDEV):
@@ -419,23 +419,25 @@ class DepthNet(keras.Model):
 
 
 class PatchMatmulConv2D(keras.layers.Conv2D):
-    """A stride-1 ``Conv2D`` computed as one matmul of image patches with the kernel.
+    """A ``Conv2D`` computed as one matmul of image patches with the kernel.
 
-    The same weights, names and result as ``keras.layers.Conv2D``. Used for the
-    refinement convolutions of the coarsest, widest motion levels (c6, c7: a few
-    pixels, 515 to 1027 input channels), where TensorFlow's CPU
-    convolution-backprop kernels are about 7x slower than the matmul's gradient
-    (c7, 4 rows, 2 CPU cores: 570 ms vs 85 ms); patches of such small maps are cheap.
+    The same weights, names and result as ``keras.layers.Conv2D`` (any stride,
+    dilation 1). Used for the widest motion-net convolutions (encoder c6, c7
+    and their refinement levels: a few pixels, 256 to 1027 input channels),
+    where TensorFlow's CPU convolution-backprop kernels are several times
+    slower than the matmul's gradient (refinement c7, 4 rows, 2 CPU cores:
+    570 ms vs 85 ms); patches of such small maps are cheap.
     """
 
     def convolution_op(self, inputs, kernel):
-        """``[B, H, W, Cin]`` → ``[B, H, W, Cout]`` in the compute dtype."""
-        if tuple(self.strides) != (1, 1) or tuple(self.dilation_rate) != (1, 1):
-            raise ValueError(f"{self.name}: PatchMatmulConv2D supports stride 1, dilation 1 only.")
+        """``[B, H, W, Cin]`` → ``[B, H', W', Cout]`` in the compute dtype."""
+        if tuple(self.dilation_rate) != (1, 1):
+            raise ValueError(f"{self.name}: PatchMatmulConv2D supports dilation 1 only.")
         size_h, size_w, _, filters = kernel.shape
         patches = tf.image.extract_patches(
-            inputs, [1, size_h, size_w, 1], [1, 1, 1, 1], [1, 1, 1, 1], self.padding.upper()
-        )  # [B, H, W, kh·kw·Cin], ordered like the kernel's first three axes
+            inputs, [1, size_h, size_w, 1], [1, *self.strides, 1], [1, 1, 1, 1],
+            self.padding.upper(),
+        )  # [B, H', W', kh·kw·Cin], ordered like the kernel's first three axes
         return tf.tensordot(patches, tf.reshape(kernel, [-1, filters]), axes=1)
 
 
@@ -519,7 +521,10 @@ class MotionNet(keras.Model):
         self.weight_decay = weight_decay
         self._regularizer = _weight_regularizer(weight_decay)
         self.encoder_convs = [
-            self._conv(filters, 3, f"conv{index}", strides=2)
+            self._conv(
+                filters, 3, f"conv{index}", strides=2,
+                layer=PatchMatmulConv2D if filters >= PATCH_CONV_MIN_CHANNELS else keras.layers.Conv2D,
+            )
             for index, filters in enumerate(MOTION_ENCODER_FILTERS, start=1)
         ]
         self.background_motion = self._conv(
@@ -543,9 +548,10 @@ class MotionNet(keras.Model):
         self.translation_scale = self._scale("translation_scale")
 
     def _conv(
-        self, filters, kernel_size, name, strides=1, activation="relu", use_bias=True, dtype=None
+        self, filters, kernel_size, name, strides=1, activation="relu", use_bias=True, dtype=None,
+        layer=keras.layers.Conv2D,
     ):
-        return keras.layers.Conv2D(
+        return layer(
             filters, kernel_size, strides=strides, padding="same", activation=activation,
             use_bias=use_bias, kernel_regularizer=self._regularizer, name=name, dtype=dtype,
         )
@@ -599,7 +605,7 @@ class MotionNet(keras.Model):
             # the same result, without the refinement's forward and backward cost.
             weight = motion_field_burnin(step, self.field_burnin_steps)
             field = tf.cond(
-                weight > 0,
+                self.field_active(step),
                 lambda: field_fn() * weight,
                 lambda: tf.zeros(tf.concat([shape[:3], [3]], 0), tf.float32),
             )
@@ -609,6 +615,15 @@ class MotionNet(keras.Model):
             "residual_translation": field,
             "intrinsics": self._intrinsics(bottleneck, shape[1], shape[2]),
         }
+
+    def field_active(self, step):
+        """Scalar bool: whether the residual field is computed at ``step`` (burn-in weight > 0)."""
+        return motion_field_burnin(step, self.field_burnin_steps) > 0
+
+    def field_variables(self):
+        """The trainable variables used only by the residual field (zero gradients while inactive)."""
+        layers = [self.residual_translation, *self.refinements]
+        return [v for layer in layers for v in layer.trainable_variables]
 
     def build(self, input_shape):
         """Creates every sublayer by one fully-on call on zeros of the input's shape.

@@ -157,6 +157,15 @@ def test_tflite_depth_matches_the_keras_model(exported):
     np.testing.assert_allclose(interpreter.get_tensor(output_detail["index"]), expected, rtol=1e-4, atol=1e-6)
 
 
+def test_xla_export_gives_the_same_depth_and_marks_the_network_for_xla(exported, fresh_outputs):
+    inputs, outputs = fresh_outputs
+    path = export.export_saved_model(exported["model"], str(exported["root"] / "xla"), jit_compile=True)
+    graph = open(f"{path}/saved_model.pb", "rb").read()
+    assert b"_XlaMustCompile" in graph
+    depth = tf.saved_model.load(path).signatures["depth"](image=tf.constant(inputs["image"]))["depth"]
+    np.testing.assert_allclose(depth.numpy(), outputs["depth.depth"], rtol=1e-4, atol=1e-6)
+
+
 def test_run_folder_without_a_checkpoint_is_a_clear_error(tmp_path):
     export.save_config(train.TrainConfig(data="unused", model_dir=str(tmp_path)), str(tmp_path))
     with pytest.raises(FileNotFoundError, match="no checkpoint found"):

@@ -81,6 +81,33 @@ def test_non_finite_step_applies_no_update_and_is_counted(model):
     assert int(model.consecutive_bad_steps.numpy()) == 0 and int(model.bad_steps.numpy()) == 1
 
 
+def test_update_skips_the_dormant_field_variables_with_the_same_result():
+    keras.utils.set_random_seed(2)
+    skipping, reference = _model(), _model()
+    reference.set_weights(skipping.get_weights())
+    batch, step = _batch(), tf.constant(0, tf.int64)
+    field = {id(v) for v in skipping.motion_net.field_variables()}
+    assert field and not bool(skipping.motion_net.field_active(step))
+    skipping.train_step(batch)
+    _, _, gradients = reference._losses_and_gradients(batch, step)
+    reference.optimizer.apply(gradients, reference.trainable_variables)  # every variable
+    for a, b in zip(skipping.trainable_variables, reference.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7, err_msg=a.path)
+    moments = [skipping.optimizer._momentums[skipping.optimizer._get_variable_index(v)]
+               for v in skipping.trainable_variables if id(v) in field]
+    assert all(not np.any(m.numpy()) for m in moments)
+
+
+def test_the_field_variables_train_once_the_burn_in_starts():
+    model = _model(field_burnin_steps=2)  # weight 0 at step 1, 1 from step 2
+    for _ in range(2):
+        model.train_step(_batch())
+    before = [v.numpy().copy() for v in model.motion_net.field_variables()]
+    model.train_step(_batch())
+    after = [v.numpy() for v in model.motion_net.field_variables()]
+    assert any(not np.array_equal(b, a) for b, a in zip(before, after))
+
+
 def test_learned_intrinsics_average_both_directions():
     model = _model(intrinsics_mode="learned")
     _, extras = model.forward(_batch(), training=False, step=tf.constant(0, tf.int64))

@@ -333,12 +333,13 @@ def test_mixed_precision_computes_in_bfloat16_and_returns_float32():
     assert motion_net.intrinsics_focal.compute_dtype == "float32"
 
 
-def test_patch_matmul_conv_equals_keras_conv():
+@pytest.mark.parametrize("strides, shape", [(1, (2, 2, 7, 20)), (2, (2, 3, 5, 20)), (2, (1, 4, 8, 6))])
+def test_patch_matmul_conv_equals_keras_conv(strides, shape):
     from depth_motion_tf.networks import PatchMatmulConv2D
 
-    x = tf.random.stateless_normal([2, 2, 7, 20], seed=[4, 2])
-    reference = keras.layers.Conv2D(8, 3, padding="same")
-    patched = PatchMatmulConv2D(8, 3, padding="same")
+    x = tf.random.stateless_normal(shape, seed=[4, 2])
+    reference = keras.layers.Conv2D(8, 3, strides=strides, padding="same")
+    patched = PatchMatmulConv2D(8, 3, strides=strides, padding="same")
     reference.build(x.shape)
     patched.build(x.shape)
     patched.set_weights(reference.get_weights())
