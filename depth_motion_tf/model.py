@@ -100,6 +100,16 @@ class DepthMotionModel(keras.Model):
         """Builds the model (call inside the strategy scope, before ``fit``)."""
         self(tf.zeros([1, self.height, self.width, 3]))
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras' pre-``fit`` build, skipped once the model and optimizer are built.
+
+        Keras would first average a batch across replicas to trace the model,
+        which MultiWorkerMirroredStrategy cannot do for a dict batch; here
+        ``build_for_training`` has already created every variable.
+        """
+        if not (self.built and self.optimizer is not None and self.optimizer.built):
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def predict_motion(self, image1, image2, intrinsics=None):
         """Motion 1→2 for inference.
 
@@ -273,7 +283,11 @@ class DepthMotionModel(keras.Model):
     def _update_trackers(self, losses):
         for name, value in losses.items():
             self._trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self._trackers.items()}
+        logs = {name: tracker.result() for name, tracker in self._trackers.items()}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras averages multi-worker logs along axis 0, which scalars lack.
+            logs = {name: value[None] for name, value in logs.items()}
+        return logs
 
     @property
     def metrics(self):

@@ -11,6 +11,8 @@ import dataclasses
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 
 from absl import app, flags, logging
@@ -156,6 +158,26 @@ def make_strategy():
     if len(cluster.get("worker", [])) > 1:
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.MirroredStrategy()
+
+
+def is_chief(strategy):
+    """True on the chief of a multi-worker cluster (worker 0 without a "chief" task) and off clusters."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return (resolver.task_type == "worker" and resolver.task_id == 0
+            and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def distribute_by_data(dataset, strategy):
+    """Each worker of a multi-worker cluster keeps every N-th batch (works with any shard count)."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return dataset
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def set_precision_policy(mode):
@@ -306,25 +328,34 @@ def train(config):
             f"--batch_size={config.batch_size}"
         )
     model = build_model(config, strategy)
-    export.save_config(config, config.model_dir)
+    chief = is_chief(strategy)
+    # Every worker takes part in checkpoint and SavedModel writes; only the chief's are kept.
+    scratch = None if chief else tempfile.mkdtemp(prefix="depth_motion_worker_")
+    output_dir = config.model_dir if chief else scratch
+    if chief:
+        export.save_config(config, config.model_dir)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     checkpoint_dir = os.path.join(config.model_dir, "checkpoints")
-    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, config.keep_checkpoints)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).expect_partial()
-        print(f"Resumed from {manager.latest_checkpoint} at step {int(model.optimizer.iterations.numpy())}")
+    latest = tf.train.latest_checkpoint(checkpoint_dir)  # the chief's, on a shared filesystem
+    if latest:
+        checkpoint.restore(latest).expect_partial()
+        print(f"Resumed from {latest} at step {int(model.optimizer.iterations.numpy())}")
+    manager = tf.train.CheckpointManager(
+        checkpoint, os.path.join(output_dir, "checkpoints"), config.keep_checkpoints
+    )
     result = {"checkpoint_dir": checkpoint_dir, "saved_model": None}
     if config.eval_data:
         result["metrics_constant"] = evaluate_constant_depth(config)
         result["metrics_before"] = evaluate_depth_on(model, config)
     step = int(model.optimizer.iterations.numpy())
-    writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "train"))
+    writer = (tf.summary.create_file_writer(os.path.join(config.model_dir, "train")) if chief
+              else tf.summary.create_noop_writer())
     epochs = math.ceil(config.num_steps / config.checkpoint_every)
     history = None
     if step < config.num_steps:
         with writer.as_default():
             history = model.fit(
-                dataset,
+                distribute_by_data(dataset, strategy),
                 epochs=epochs,
                 initial_epoch=step // config.checkpoint_every,
                 steps_per_epoch=config.checkpoint_every,
@@ -337,9 +368,10 @@ def train(config):
     if config.eval_data:
         result["metrics_after"] = evaluate_depth_on(model, config)
     if config.export:
-        result["saved_model"] = export.export_saved_model(
-            model, os.path.join(config.model_dir, "saved_model")
-        )
+        saved_model = export.export_saved_model(model, os.path.join(output_dir, "saved_model"))
+        result["saved_model"] = saved_model if chief else None
+    if scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
     return result
 
 

@@ -1,8 +1,10 @@
 """The trainer end to end: outputs, TensorBoard tags, kill-and-resume, clear errors."""
 import dataclasses
 import glob
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -108,6 +110,42 @@ def test_sigkill_then_same_command_resumes_from_the_last_checkpoint(dataset, tmp
     assert resumed.returncode == 0, output
     assert "Resumed from" in output and f"at step {killed_at}" in output
     assert f"Trained to step {killed_at + 2}" in output
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_workers_train_together_and_only_the_chief_keeps_outputs(dataset, tmp_path):
+    workers = [f"localhost:{_free_port()}" for _ in range(2)]
+    run_dir, scratch = tmp_path / "run", tmp_path / "scratch"
+    scratch.mkdir()
+    args = [f"--data={dataset}", f"--model_dir={run_dir}", f"--height={HEIGHT}", f"--width={WIDTH}",
+            "--batch_size=2", "--num_steps=2", "--checkpoint_every=2", "--summary_every=2",
+            "--seed=0", "--verbose=0"]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": json.dumps(tf_config),
+               "TMPDIR": str(scratch)}
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "depth_motion_tf.train", *args], cwd=ROOT, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        ))
+    try:
+        outputs = [p.communicate(timeout=600)[0] for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-3000:]
+        assert "Trained to step 2" in output
+    assert "SavedModel:" in outputs[0] and "SavedModel:" not in outputs[1]
+    assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")).endswith("ckpt-2")
+    assert tf.saved_model.contains_saved_model(str(run_dir / "saved_model"))
+    assert not [p for p in scratch.iterdir() if p.name.startswith("depth_motion_worker_")]
 
 
 def test_encoder_weights_flag_initialises_the_depth_encoder(dataset, tmp_path):
