@@ -8,7 +8,8 @@ holds what they share:
 - intrinsics under crops and resizes (METHOD.md §5: a crop subtracts its
   offsets from ``cx, cy``; a resize scales ``fx, cx`` by the width ratio and
   ``fy, cy`` by the height ratio);
-- frame loading, cropping and antialiased resizing, on a thread pool;
+- frame cropping and antialiased resizing on a thread pool (reading image
+  files, videos and intrinsics JSON lives in ``depth_motion_tf.media``);
 - triplet forming from an ordered frame stream (:func:`video_examples`);
 - bad-input handling (:class:`BadInputError`; ``skip_bad`` warns and counts);
 - :class:`TripletBuilder`, the base builder (raw files come from ``manual_dir``);
@@ -31,20 +32,17 @@ import tensorflow_datasets as tfds
 from absl import flags, logging
 
 from depth_motion_tf import features as F
+from depth_motion_tf.media import (  # noqa: F401 - re-exported for the converters
+    IMAGE_SUFFIXES,
+    BadInputError,
+    FrameRef,
+    Intrinsics,
+    decode_image,
+    file_frames,
+    frame_files,
+    read_image,
+)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-
-
-class BadInputError(ValueError):
-    """One input file is missing, unreadable or inconsistent.
-
-    The message names the file and the problem: ``"<path>: <problem>"``.
-    """
-
-    def __init__(self, path, problem):
-        super().__init__(f"{path}: {problem}")
-        self.path = str(path)
-        self.problem = problem
 
 
 # ----------------------------------------------------------------------------
@@ -60,28 +58,6 @@ class CropBox:
     left: int
     height: int
     width: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Intrinsics:
-    """Pinhole intrinsics ``(fx, fy, cx, cy)`` of the source frames.
-
-    ``normalised``: the values are divided by the frame size (``fx, cx`` by the
-    width, ``fy, cy`` by the height), as in dashcam_pair's JSON; otherwise pixels.
-    """
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    normalised: bool = False
-
-    def in_pixels(self, height, width):
-        """``[4]`` float64 ``(fx, fy, cx, cy)`` in pixels of a ``height x width`` frame."""
-        values = np.array([self.fx, self.fy, self.cx, self.cy], np.float64)
-        if self.normalised:
-            values *= np.array([width, height, width, height], np.float64)
-        return values
 
 
 def crop_intrinsics(intrinsics, box):
@@ -151,34 +127,6 @@ def centre_crop_to_aspect(height, width, aspect):
 # ----------------------------------------------------------------------------
 
 
-def decode_image(data, name):
-    """Encoded PNG/JPEG/BMP bytes → ``[H, W, 3]`` uint8 RGB.
-
-    Raises:
-        BadInputError: naming ``name`` when the bytes cannot be decoded.
-    """
-    try:
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        return image.numpy()
-    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
-        raise BadInputError(
-            name, f"cannot be decoded as an image (truncated or corrupt?): {error.message}"
-        ) from None
-
-
-def read_image(path):
-    """Reads an image file → ``[H, W, 3]`` uint8 RGB.
-
-    Raises:
-        BadInputError: naming the file when it is missing or cannot be decoded.
-    """
-    path = str(path)
-    if not os.path.isfile(path):
-        raise BadInputError(path, "file does not exist")
-    with open(path, "rb") as f:
-        return decode_image(f.read(), path)
-
-
 def read_depth_png(path):
     """Reads a KITTI-convention depth PNG → ``[H, W, 1]`` uint16 (metres * 256, 0 = none).
 
@@ -213,22 +161,6 @@ def resize_frame(image, box, height, width):
 def encode_png(image):
     """``[H, W, C]`` uint8 or uint16 array → PNG bytes."""
     return tf.io.encode_png(image).numpy()
-
-
-@dataclasses.dataclass(frozen=True)
-class FrameRef:
-    """One frame of a video before loading.
-
-    Attributes:
-        frame_id: identifier stored in ``frame_ids`` (e.g. the file stem).
-        name: the file (or ``file#index``) named in error messages.
-        load: zero-argument callable → ``[H, W, 3]`` uint8 source frame; raises
-            :class:`BadInputError` for bad input.
-    """
-
-    frame_id: str
-    name: str
-    load: Callable[[], np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -481,28 +413,6 @@ def video_examples(video, height, width, workers, on_bad):
                 yield triplet_example(video, triplet, height, width)
     except BadInputError as error:
         on_bad(error)
-
-
-def frame_files(folder):
-    """Image files directly inside ``folder``, sorted by name."""
-    return sorted(
-        p for p in pathlib.Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
-    )
-
-
-def file_frames(paths):
-    """:class:`FrameRef` per image file, frame id = file stem, in the given order."""
-    return [FrameRef(pathlib.Path(p).stem, str(p), _ImageLoader(str(p))) for p in paths]
-
-
-@dataclasses.dataclass(frozen=True)
-class _ImageLoader:
-    """Picklable ``load`` of one image file (Beam workers receive it)."""
-
-    path: str
-
-    def __call__(self):
-        return read_image(self.path)
 
 
 # ----------------------------------------------------------------------------

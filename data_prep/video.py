@@ -25,18 +25,20 @@ CLI::
 """
 import dataclasses
 import functools
-import json
 import pathlib
 from typing import Optional
 
-import av
-import numpy as np
 from absl import app, flags
 
 from data_prep import common
 from depth_motion_tf import features as F
+from depth_motion_tf.media import (  # noqa: F401 - re-exported
+    VIDEO_SUFFIXES,
+    decoded_frames,
+    parse_intrinsics_flag,
+    read_intrinsics_json,
+)
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 FRAME_FOLDER_INTRINSICS = "cam.json"
 
 
@@ -65,53 +67,6 @@ def video_config(height=F.DEFAULT_HEIGHT, width=F.DEFAULT_WIDTH, frame_stride=1,
     )
 
 
-def read_intrinsics_json(path):
-    """Reads camera intrinsics from a JSON file (formats in the module docstring).
-
-    Returns:
-        :class:`common.Intrinsics` (pixels or normalised).
-    Raises:
-        common.BadInputError: naming the file when it is unreadable or of no known format.
-    """
-    try:
-        data = json.loads(pathlib.Path(path).read_text())
-    except (OSError, ValueError) as error:
-        raise common.BadInputError(path, f"cannot be read as JSON: {error}") from None
-    if isinstance(data, dict) and "camera_intrinsic" in data:
-        return _from_matrix(data["camera_intrinsic"], path, normalised=False)
-    if isinstance(data, dict) and {"fx", "fy", "cx", "cy"} <= data.keys():
-        return common.Intrinsics(
-            float(data["fx"]), float(data["fy"]), float(data["cx"]), float(data["cy"]),
-            bool(data.get("normalised", False)),
-        )
-    if isinstance(data, list):
-        return _from_matrix(data, path, normalised=None)
-    raise common.BadInputError(path, "holds no intrinsics of a known format")
-
-
-def _from_matrix(matrix, path, normalised):
-    """A 3x3 ``K`` → intrinsics; ``normalised=None`` decides by ``cx, cy <= 1``."""
-    k = np.asarray(matrix, np.float64)
-    if k.shape != (3, 3):
-        raise common.BadInputError(path, f"intrinsics matrix has shape {k.shape}, not 3x3")
-    if normalised is None:
-        normalised = bool(k[0, 2] <= 1.0 and k[1, 2] <= 1.0)
-    return common.Intrinsics(k[0, 0], k[1, 1], k[0, 2], k[1, 2], normalised)
-
-
-def parse_intrinsics_flag(value):
-    """``--intrinsics``: a JSON file, or ``fx,fy,cx,cy`` in source pixels → Intrinsics or None."""
-    if not value:
-        return None
-    if pathlib.Path(value).is_file():
-        return read_intrinsics_json(value)
-    try:
-        fx, fy, cx, cy = (float(v) for v in value.split(","))
-    except ValueError:
-        raise ValueError(f"--intrinsics={value!r}: not a file nor 'fx,fy,cx,cy'") from None
-    return common.Intrinsics(fx, fy, cx, cy)
-
-
 def find_videos(root):
     """Video files and frame folders at or under ``root``, sorted by path.
 
@@ -134,33 +89,6 @@ def find_videos(root):
     if not found:
         raise common.BadInputError(root, "no video files or image frames found")
     return sorted(found)
-
-
-def decoded_frames(path, frame_stride, target_fps):
-    """Decodes a video file with PyAV, keeping every stride-th frame.
-
-    Args:
-        path: the video file.
-        frame_stride: keep every n-th frame (when ``target_fps`` is None).
-        target_fps: keep the stride closest to this rate, from the stream's rate.
-    Yields:
-        :class:`common.FrameRef` with the decoded ``[H, W, 3]`` uint8 frame.
-    Raises:
-        common.BadInputError: naming the file when it cannot be decoded.
-    """
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stride = frame_stride
-            if target_fps and stream.average_rate:
-                stride = max(1, round(float(stream.average_rate) / target_fps))
-            for index, frame in enumerate(container.decode(stream)):
-                if index % stride == 0:
-                    image = frame.to_ndarray(format="rgb24")
-                    yield common.FrameRef(f"{index:06d}", f"{path}#{index}",
-                                          functools.partial(np.asarray, image))
-    except (av.error.FFmpegError, IndexError) as error:
-        raise common.BadInputError(path, f"cannot be read as a video: {error}") from None
 
 
 def folder_frames(folder, frame_stride):

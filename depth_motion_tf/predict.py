@@ -34,8 +34,7 @@ import tensorflow as tf
 import tqdm
 from absl import app, flags
 
-from data_prep import common, video
-from depth_motion_tf import evaluate, export, visualize
+from depth_motion_tf import evaluate, export, media, visualize
 
 CAMERA_MOTION_FILE = "camera_motion.txt"
 PLY_FORMATS = ("binary", "ascii")
@@ -50,13 +49,13 @@ class Source:
     """The frames to predict on.
 
     Attributes:
-        frames: iterable of :class:`data_prep.common.FrameRef` (``frame_id`` names the outputs).
+        frames: iterable of :class:`depth_motion_tf.media.FrameRef` (``frame_id`` names the outputs).
         count: number of frames when known (for the progress bar), else None.
         video: the video file, None for images.
         fps: the video's frame rate (frames per second), for the side-by-side video.
     """
 
-    frames: Iterable[common.FrameRef]
+    frames: Iterable[media.FrameRef]
     count: Optional[int]
     video: Optional[pathlib.Path] = None
     fps: float = DEFAULT_FPS
@@ -69,27 +68,27 @@ def find_inputs(pattern):
         :class:`Source`.
     Raises:
         FileNotFoundError: naming ``pattern`` when it matches no image or video.
-        common.BadInputError: naming the file when a video cannot be opened.
+        media.BadInputError: naming the file when a video cannot be opened.
         ValueError: when two images of a glob share a file stem (their outputs would collide).
     """
     path = pathlib.Path(pattern)
-    if path.is_file() and path.suffix.lower() in video.VIDEO_SUFFIXES:
+    if path.is_file() and path.suffix.lower() in media.VIDEO_SUFFIXES:
         return video_source(path)
     if path.is_file():
-        images = [path] if path.suffix.lower() in common.IMAGE_SUFFIXES else []
+        images = [path] if path.suffix.lower() in media.IMAGE_SUFFIXES else []
     elif path.is_dir():
-        images = common.frame_files(path)
+        images = media.frame_files(path)
     else:
         images = [
             pathlib.Path(p)
             for p in sorted(glob.glob(pattern))
-            if pathlib.Path(p).suffix.lower() in common.IMAGE_SUFFIXES
+            if pathlib.Path(p).suffix.lower() in media.IMAGE_SUFFIXES
         ]
     if not images:
-        kinds = ", ".join(common.IMAGE_SUFFIXES + video.VIDEO_SUFFIXES)
+        kinds = ", ".join(media.IMAGE_SUFFIXES + media.VIDEO_SUFFIXES)
         raise FileNotFoundError(f"{pattern}: no images or video found ({kinds})")
     _check_unique_stems(images)
-    return Source(common.file_frames(images), len(images))
+    return Source(media.file_frames(images), len(images))
 
 
 def _check_unique_stems(paths):
@@ -105,7 +104,7 @@ def video_source(path):
     """A video file's frames (decoded lazily with PyAV), frame count and rate.
 
     Raises:
-        common.BadInputError: naming the file when it cannot be opened as a video.
+        media.BadInputError: naming the file when it cannot be opened as a video.
     """
     try:
         with av.open(str(path)) as container:
@@ -113,15 +112,15 @@ def video_source(path):
             count = stream.frames or None
             fps = float(stream.average_rate) if stream.average_rate else DEFAULT_FPS
     except (av.error.FFmpegError, IndexError) as error:
-        raise common.BadInputError(path, f"cannot be read as a video: {error}") from None
-    return Source(video.decoded_frames(path, 1, None), count, path, fps)
+        raise media.BadInputError(path, f"cannot be read as a video: {error}") from None
+    return Source(media.decoded_frames(path, 1, None), count, path, fps)
 
 
 def same_size_batches(frames, batch_size):
     """Loads frames and groups consecutive ones of one size.
 
     Args:
-        frames: iterable of :class:`data_prep.common.FrameRef`.
+        frames: iterable of :class:`depth_motion_tf.media.FrameRef`.
         batch_size: the most frames per batch.
     Yields:
         ``(names, images)``: a list of frame ids and their ``[B, H, W, 3]`` uint8 stack.
@@ -257,14 +256,14 @@ class Options:
 
     Attributes:
         ply_format: ``binary``, ``ascii``, or None for no point clouds.
-        intrinsics: :class:`data_prep.common.Intrinsics` of the input frames for the
+        intrinsics: :class:`depth_motion_tf.media.Intrinsics` of the input frames for the
             point clouds; None: the motion network's learned intrinsics.
         batch_size: frames per model call.
         progress: show a progress bar.
     """
 
     ply_format: Optional[str] = None
-    intrinsics: Optional[common.Intrinsics] = None
+    intrinsics: Optional[media.Intrinsics] = None
     batch_size: int = 8
     progress: bool = True
 
@@ -336,7 +335,7 @@ def predict_depth(signatures, names, images, output_dir, options):
 def frame_intrinsics(signatures, images, intrinsics):
     """``(fx, fy, cx, cy)`` in pixels for each image of a ``[B, H, W, 3]`` batch.
 
-    The given :class:`~data_prep.common.Intrinsics`, or, when None, the motion
+    The given :class:`~depth_motion_tf.media.Intrinsics`, or, when None, the motion
     network's learned intrinsics of each frame paired with itself (so that a
     frame's point cloud does not depend on its neighbours).
     """
@@ -424,7 +423,7 @@ def run(fv):
     source = find_inputs(fv.input)
     options = Options(
         ply_format=fv.ply_format if fv.ply else None,
-        intrinsics=video.parse_intrinsics_flag(fv.intrinsics),
+        intrinsics=media.parse_intrinsics_flag(fv.intrinsics),
         batch_size=fv.batch_size,
     )
     signatures = export.load_signatures(fv.saved_model, fv.model_dir, fv.checkpoint)
@@ -445,7 +444,7 @@ def main(argv):
     del argv
     try:
         run(flags.FLAGS)
-    except (common.BadInputError, FileNotFoundError) as error:
+    except (media.BadInputError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
 
 
