@@ -397,6 +397,27 @@ def test_each_weight_scales_its_own_term(name):
     assert float(one[name]) != 0.0
 
 
+def test_flat_depth_with_receding_motion_masks_every_pixel():
+    """The trivial minimum of METHOD.md §4 from a flat depth (README, quickstart status).
+
+    Points moved away from the camera land behind frame 2's surface, so every
+    pixel counts as occluded: the RGB term is exactly 0 and the SSIM weights
+    fall to about 1e-4 of their value for the same images without motion.
+    """
+    inputs = _random_inputs()
+    flat = tf.fill(tf.shape(inputs["depth1"]), 10.0)
+    inputs.update(depth1=flat, depth2=flat, rotation=tf.zeros_like(inputs["rotation"]),
+                  residual_translation=tf.zeros_like(inputs["residual_translation"]))
+    weights = losses.LossWeights(rgb=1.0, ssim=1.0, depth_smoothing=0.0, rotation_cycle=0.0,
+                                 translation_cycle=0.0, motion_smoothing=0.0, motion_sparsity=0.0)
+    compute = losses.DepthMotionLosses(weights)
+    receding = compute(**{**inputs, "translation": tf.zeros_like(inputs["translation"]) + [0.0, 0.0, 1.0]})[0]
+    still = compute(**{**inputs, "translation": tf.zeros_like(inputs["translation"])})[0]
+    assert float(receding["rgb"]) == 0.0
+    assert float(still["ssim"]) > 0.05
+    assert float(receding["ssim"]) < 1e-3 * float(still["ssim"])
+
+
 def test_perfect_opposite_motions_in_swapped_halves_give_zero_cycle_losses():
     angles1, t1, angles2, t2 = _inverse_motion_pair(8, 10)
     inputs = _random_inputs()
