@@ -125,10 +125,14 @@ def graph_flops(concrete_function):
     return int(tf.compat.v1.profiler.profile(concrete_function.graph, options=options).total_float_ops)
 
 
-def matmul_flops_per_s(dtype, size):
-    """Measured FLOP/s of a ``size``² matmul in ``dtype``: the attainable compute peak."""
+def matmul_flops_per_s(dtype, size=None):
+    """Measured FLOP/s of a ``size``² matmul in ``dtype``: the attainable compute peak.
+
+    ``size`` defaults to 4096 on a GPU and 1024 on CPUs.
+    """
     import tensorflow as tf
 
+    size = size or (4096 if tf.config.list_physical_devices("GPU") else 1024)
     a = tf.random.uniform([size, size], dtype=tf.float32)
     a = tf.cast(a, dtype)
     product = tf.function(lambda x: tf.reduce_sum(tf.cast(tf.matmul(x, x)[:1, :1], tf.float32)))
@@ -174,7 +178,7 @@ def benchmark_training(data_dir, height, width, batch_size, jit_compile, mixed_p
     forward_flops = graph_flops(forward.get_concrete_function(batch))
     train_step_flops = 3 * forward_flops  # backward ≈ 2x forward
     compute_dtype = tf.dtypes.as_dtype(keras_compute_dtype())
-    matmul_rate = matmul_flops_per_s(compute_dtype, 4096 if tf.config.list_physical_devices("GPU") else 1024)
+    matmul_rate = matmul_flops_per_s(compute_dtype)
     achieved = train_step_flops / seconds
     return {
         "batch_size": batch_size,
@@ -252,7 +256,7 @@ def benchmark_inference(height, width, batch_sizes, jit_compile, warmup, repeats
     model = train.build_model(config, tf.distribute.get_strategy())
     network = tf.function(lambda images: model(images))
     flops = graph_flops(network.get_concrete_function(tf.zeros([1, height, width, 3])))
-    matmul_rate = matmul_flops_per_s(tf.float32, 4096 if tf.config.list_physical_devices("GPU") else 1024)
+    matmul_rate = matmul_flops_per_s(tf.float32)
     rng = np.random.default_rng(0)
     results = []
     for jit in jit_compile:

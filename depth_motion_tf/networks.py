@@ -441,6 +441,12 @@ class PatchMatmulConv2D(keras.layers.Conv2D):
         return tf.tensordot(patches, tf.reshape(kernel, [-1, filters]), axes=1)
 
 
+def _conv_class(channels):
+    """``PatchMatmulConv2D`` for convolutions with ``channels`` ≥ 512 (in or out), else ``Conv2D``."""
+    wide = channels is not None and channels >= PATCH_CONV_MIN_CHANNELS
+    return PatchMatmulConv2D if wide else keras.layers.Conv2D
+
+
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
 class MotionFieldRefinement(keras.layers.Layer):
     """One coarse-to-fine refinement step of the residual translation (METHOD.md §2).
@@ -462,8 +468,7 @@ class MotionFieldRefinement(keras.layers.Layer):
         width = max(4, features_shape[-1])
         regularizer = _weight_regularizer(self.weight_decay)
 
-        wide = features_shape[-1] is not None and features_shape[-1] >= PATCH_CONV_MIN_CHANNELS
-        layer = PatchMatmulConv2D if wide else keras.layers.Conv2D
+        layer = _conv_class(features_shape[-1])
 
         def conv(filters, kernel_size, name, activation, use_bias):
             return layer(
@@ -521,10 +526,7 @@ class MotionNet(keras.Model):
         self.weight_decay = weight_decay
         self._regularizer = _weight_regularizer(weight_decay)
         self.encoder_convs = [
-            self._conv(
-                filters, 3, f"conv{index}", strides=2,
-                layer=PatchMatmulConv2D if filters >= PATCH_CONV_MIN_CHANNELS else keras.layers.Conv2D,
-            )
+            self._conv(filters, 3, f"conv{index}", strides=2, layer=_conv_class(filters))
             for index, filters in enumerate(MOTION_ENCODER_FILTERS, start=1)
         ]
         self.background_motion = self._conv(

@@ -160,17 +160,6 @@ def make_strategy():
     return tf.distribute.MirroredStrategy()
 
 
-def is_chief(strategy):
-    """True on the chief of a multi-worker cluster (worker 0 without a "chief" task) and off clusters."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    if resolver.task_type == "chief":
-        return True
-    return (resolver.task_type == "worker" and resolver.task_id == 0
-            and "chief" not in resolver.cluster_spec().as_dict())
-
-
 def distribute_by_data(dataset, strategy):
     """Each worker of a multi-worker cluster keeps every N-th batch (works with any shard count)."""
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -328,7 +317,7 @@ def train(config):
             f"--batch_size={config.batch_size}"
         )
     model = build_model(config, strategy)
-    chief = is_chief(strategy)
+    chief = strategy.extended.should_checkpoint  # False on non-chief workers of a cluster
     # Every worker takes part in checkpoint and SavedModel writes; only the chief's are kept.
     scratch = None if chief else tempfile.mkdtemp(prefix="depth_motion_worker_")
     output_dir = config.model_dir if chief else scratch
