@@ -153,15 +153,16 @@ def benchmark_training(data_dir, height, width, batch_size, jit_compile, mixed_p
     """
     import tensorflow as tf
 
-    from depth_motion_tf import data, train
+    from depth_motion_tf import config as config_lib
+    from depth_motion_tf import data
 
-    policy = train.set_precision_policy(mixed_precision)
+    policy = config_lib.set_precision_policy(mixed_precision)
     strategy = train.make_strategy()
-    config = train.TrainConfig(
+    config = config_lib.TrainConfig(
         data=data_dir, model_dir=tempfile.mkdtemp(), height=height, width=width,
         batch_size=batch_size, jit_compile=jit_compile, seed=0,
     )
-    model = train.build_model(config, strategy)
+    model = config_lib.build_model(config, strategy)
     batch = next(iter(data.make_dataset(data_dir, "train", batch_size, height, width, seed=0)))
     batch = {k: v for k, v in batch.items() if k in ("rgb", "intrinsics", "video_index")}
     batches = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).repeat()))
@@ -249,11 +250,12 @@ def benchmark_inference(height, width, batch_sizes, jit_compile, warmup, repeats
     """
     import tensorflow as tf
 
-    from depth_motion_tf import export, train
+    from depth_motion_tf import config as config_lib
+    from depth_motion_tf import export
 
-    train.set_precision_policy("off")
-    config = train.TrainConfig(data="", model_dir="", height=height, width=width, seed=0)
-    model = train.build_model(config, tf.distribute.get_strategy())
+    config_lib.set_precision_policy("off")
+    config = config_lib.TrainConfig(data="", model_dir="", height=height, width=width, seed=0)
+    model = config_lib.build_model(config, tf.distribute.get_strategy())
     network = tf.function(lambda images: model(images))
     flops = graph_flops(network.get_concrete_function(tf.zeros([1, height, width, 3])))
     matmul_rate = matmul_flops_per_s(tf.float32)

@@ -20,7 +20,6 @@ signature at the model's resolution, batch 1 (``image`` uint8 ``[1, h, w, 3]``
 → ``[1, h, w, 1]`` float32 depth; no resizing inside).
 """
 import dataclasses
-import json
 import os
 from typing import Any, Callable
 
@@ -31,7 +30,8 @@ from tensorflow.python.framework.convert_to_constants import (
     convert_variables_to_constants_v2,
 )
 
-CONFIG_FILE = "config.json"
+from depth_motion_tf.config import build_model, load_config, set_precision_policy
+
 TFLITE_FILE = "depth.tflite"
 
 
@@ -207,14 +207,6 @@ def keras_depth_predictor(model, height, width, batch_size=8):
     return predict
 
 
-def save_config(config, model_dir):
-    """Writes a training config (dataclass) as ``<model_dir>/config.json``."""
-    tf.io.gfile.makedirs(model_dir)
-    values = dataclasses.asdict(config)
-    with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_FILE), "w") as f:
-        json.dump(values, f, indent=2, sort_keys=True)
-
-
 def load_model(model_dir, checkpoint=None):
     """Rebuilds the model of a training run and restores a checkpoint.
 
@@ -226,18 +218,12 @@ def load_model(model_dir, checkpoint=None):
     Raises:
         FileNotFoundError: naming the folder when there is no config or checkpoint.
     """
-    from depth_motion_tf import train
-
-    config_path = os.path.join(model_dir, CONFIG_FILE)
-    if not tf.io.gfile.exists(config_path):
-        raise FileNotFoundError(f"{config_path}: not found; is {model_dir} a training --model_dir?")
-    with tf.io.gfile.GFile(config_path) as f:
-        config = train.config_from_dict(json.load(f))
+    config = load_config(model_dir)
     checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
     if not checkpoint:
         raise FileNotFoundError(f"{model_dir}/checkpoints: no checkpoint found")
-    train.set_precision_policy("off")
-    model = train.build_model(config, tf.distribute.get_strategy())
+    set_precision_policy("off")
+    model = build_model(config, tf.distribute.get_strategy())
     tf.train.Checkpoint(model=model, optimizer=model.optimizer).restore(checkpoint).expect_partial()
     return model
 

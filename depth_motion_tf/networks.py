@@ -160,7 +160,10 @@ def _encoder_conv(filters, kernel_size, strides, name):
         strides=strides,
         padding="same",
         use_bias=False,
-        kernel_initializer="he_normal",
+        # The reference's s_conv: a plain (untruncated) normal, stddev sqrt(2 / (k·k·out)).
+        kernel_initializer=keras.initializers.VarianceScaling(
+            2.0, mode="fan_out", distribution="untruncated_normal"
+        ),
         name=name,
     )
 
@@ -171,7 +174,8 @@ class ResNet18Encoder(keras.layers.Layer):
 
     Layer names (stable, used by the encoder weight files): ``conv1``, ``norm1``,
     and per block ``stage{2..5}_block{1,2}_{conv1,norm1,conv2,norm2}``, plus
-    ``stage{3..5}_block1_shortcut_{conv,norm}`` for the strided blocks.
+    ``stage{3..5}_block1_shortcut_conv`` for the strided blocks (a 1x1/2 conv
+    with no normalisation after it, as the reference's ``s_residual_block_first``).
     """
 
     def __init__(self, **kwargs):
@@ -196,7 +200,6 @@ class ResNet18Encoder(keras.layers.Layer):
         }
         if strides != 1:
             layers["shortcut_conv"] = _encoder_conv(filters, 1, strides, f"{prefix}_shortcut_conv")
-            layers["shortcut_norm"] = RandomizedLayerNorm(name=f"{prefix}_shortcut_norm")
         return layers
 
     def parameter_layers(self):
@@ -218,9 +221,7 @@ class ResNet18Encoder(keras.layers.Layer):
         def conv_norm(conv, norm, inputs):
             return layers[norm](layers[conv](inputs), noise_stddev=noise, training=training)
 
-        shortcut = x
-        if "shortcut_conv" in layers:
-            shortcut = conv_norm("shortcut_conv", "shortcut_norm", x)
+        shortcut = layers["shortcut_conv"](x) if "shortcut_conv" in layers else x
         x = conv_norm("conv2", "norm2", tf.nn.relu(conv_norm("conv1", "norm1", x)))
         return tf.nn.relu(x + shortcut)
 

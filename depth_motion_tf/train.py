@@ -21,50 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from depth_motion_tf import data, export
+from depth_motion_tf.config import TrainConfig, build_model, save_config, set_precision_policy
 from depth_motion_tf.losses import LossWeights
-from depth_motion_tf.model import DepthMotionModel
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything a training run needs; the CLI fills it from flags (same names)."""
-
-    data: str
-    model_dir: str
-    split: str = "train"
-    eval_data: str = None
-    eval_split: str = "test"
-    height: int = 128
-    width: int = 416
-    pair: str = "first"
-    crop: bool = True
-    flip: bool = True
-    cache: bool = False
-    seed: int = None
-    batch_size: int = 16
-    num_steps: int = 1_000_000
-    learning_rate: float = 2e-4
-    clip_norm: float = 10.0
-    max_bad_steps: int = 100
-    jit_compile: bool = False
-    mixed_precision: str = "off"
-    intrinsics: str = "given"
-    num_videos: int = 1024
-    cascade: bool = True
-    auto_mask: bool = True
-    use_mask: bool = False
-    foreground_dilation: int = 8
-    learn_depth_scale: bool = False
-    sparsity: str = "l1_2"
-    noise_rampup_steps: int = 10000
-    field_burnin_steps: int = 20000
-    encoder_weights: str = None
-    loss_weights: LossWeights = LossWeights()
-    summary_every: int = 100
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 5
-    export: bool = True
-    verbose: int = 1
 
 
 # ------------------------------------------------------------------ flags
@@ -144,13 +102,6 @@ def config_from_flags(values):
     return TrainConfig(loss_weights=weights, **kwargs)
 
 
-def config_from_dict(values):
-    """A ``TrainConfig`` from its ``dataclasses.asdict`` form (e.g. a saved config.json)."""
-    values = dict(values)
-    weights = LossWeights(**values.pop("loss_weights", {}))
-    return TrainConfig(loss_weights=weights, **values)
-
-
 # ------------------------------------------------------------------ pieces
 def make_strategy():
     """MultiWorkerMirroredStrategy when TF_CONFIG names several workers, else MirroredStrategy."""
@@ -167,15 +118,6 @@ def distribute_by_data(dataset, strategy):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
-
-
-def set_precision_policy(mode):
-    """Sets Keras' global dtype policy from ``--mixed_precision``; returns its name."""
-    if mode == "on":
-        mode = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
-    policy = "float32" if mode == "off" else mode
-    keras.mixed_precision.set_global_policy(policy)
-    return policy
 
 
 def validate(config):
@@ -199,41 +141,6 @@ def check_data_fits(dataset, config):
                 f"{config.data}: intrinsics are unknown for some examples; train with "
                 "--intrinsics=learned or --intrinsics=learned_per_video"
             )
-
-
-def build_model(config, strategy):
-    """Creates and builds the model, optimizer and checkpoint inside ``strategy.scope()``."""
-    if config.seed is not None:
-        keras.utils.set_random_seed(config.seed)
-    with strategy.scope():
-        model = DepthMotionModel(
-            height=config.height,
-            width=config.width,
-            loss_weights=config.loss_weights,
-            sparsity=config.sparsity,
-            intrinsics_mode=config.intrinsics,
-            num_videos=config.num_videos,
-            cascade=config.cascade,
-            auto_mask=config.auto_mask,
-            use_mask=config.use_mask,
-            foreground_dilation=config.foreground_dilation,
-            learn_depth_scale=config.learn_depth_scale,
-            noise_rampup_steps=config.noise_rampup_steps,
-            field_burnin_steps=config.field_burnin_steps,
-            summary_every=config.summary_every,
-            jit_compile_step=config.jit_compile,
-        )
-        model.build_for_training()
-        if config.encoder_weights:
-            model.depth_net.load_encoder_weights(config.encoder_weights)
-        optimizer = keras.optimizers.Adam(
-            config.learning_rate, beta_1=0.9, beta_2=0.999, global_clipnorm=config.clip_norm
-        )
-        if keras.mixed_precision.global_policy().name == "mixed_float16":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        model.compile(optimizer=optimizer, jit_compile=False)
-        optimizer.build(model.trainable_variables)
-    return model
 
 
 class CheckpointEveryEpoch(keras.callbacks.Callback):
@@ -322,7 +229,7 @@ def train(config):
     scratch = None if chief else tempfile.mkdtemp(prefix="depth_motion_worker_")
     output_dir = config.model_dir if chief else scratch
     if chief:
-        export.save_config(config, config.model_dir)
+        save_config(config, config.model_dir)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     checkpoint_dir = os.path.join(config.model_dir, "checkpoints")
     latest = tf.train.latest_checkpoint(checkpoint_dir)  # the chief's, on a shared filesystem

@@ -10,7 +10,8 @@ import tensorflow as tf
 from absl import flags
 from PIL import Image
 
-from depth_motion_tf import evaluate, export, train
+from depth_motion_tf import config as config_lib
+from depth_motion_tf import evaluate, export
 
 HEIGHT, WIDTH = 64, 96
 ODD_SIZE = (50, 70)  # an input size unlike the model's
@@ -46,9 +47,9 @@ def make_run_dir(path):
     Returns:
         ``(model, model_dir)``; the checkpoint holds ``model``'s weights.
     """
-    config = train.TrainConfig(data="unused", model_dir=str(path), height=HEIGHT, width=WIDTH)
-    model = train.build_model(config, tf.distribute.get_strategy())
-    export.save_config(config, config.model_dir)
+    config = config_lib.TrainConfig(data="unused", model_dir=str(path), height=HEIGHT, width=WIDTH)
+    model = config_lib.build_model(config, tf.distribute.get_strategy())
+    config_lib.save_config(config, config.model_dir)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     tf.train.CheckpointManager(checkpoint, str(path / "checkpoints"), 1).save()
     return model, str(path)
@@ -167,7 +168,7 @@ def test_xla_export_gives_the_same_depth_and_marks_the_network_for_xla(exported,
 
 
 def test_run_folder_without_a_checkpoint_is_a_clear_error(tmp_path):
-    export.save_config(train.TrainConfig(data="unused", model_dir=str(tmp_path)), str(tmp_path))
+    config_lib.save_config(config_lib.TrainConfig(data="unused", model_dir=str(tmp_path)), str(tmp_path))
     with pytest.raises(FileNotFoundError, match="no checkpoint found"):
         export.load_model(str(tmp_path))
 

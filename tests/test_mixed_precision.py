@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from depth_motion_tf import train
+from depth_motion_tf import config as config_lib
 
 HEIGHT, WIDTH, BATCH = 32, 64, 1
 PAST_SCHEDULES = 20000  # motion field fully on (default burn-in 20000 steps)
@@ -33,11 +33,11 @@ def _batch():
 def _model(policy, **config):
     """A built model under ``policy``; the layer-norm noise stays ~0 (ramp-up of 1e9 steps)."""
     keras.mixed_precision.set_global_policy(policy)
-    config = train.TrainConfig(
+    config = config_lib.TrainConfig(
         data="", model_dir="", height=HEIGHT, width=WIDTH, batch_size=BATCH,
         noise_rampup_steps=10**9, seed=0, **config,
     )
-    return train.build_model(config, tf.distribute.get_strategy())
+    return config_lib.build_model(config, tf.distribute.get_strategy())
 
 
 def _copy_weights(source, target):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from depth_motion_tf import config as config_lib
 from depth_motion_tf import train
 from tests import fixtures
 
@@ -35,7 +36,7 @@ def _config(dataset, model_dir, **overrides):
         num_steps=4, checkpoint_every=2, summary_every=2, seed=0, verbose=0, cache=True,
     )
     values.update(overrides)
-    return train.TrainConfig(**values)
+    return config_lib.TrainConfig(**values)
 
 
 def _tags(event_dir):
@@ -150,12 +151,12 @@ def test_two_workers_train_together_and_only_the_chief_keeps_outputs(dataset, tm
 
 def test_encoder_weights_flag_initialises_the_depth_encoder(dataset, tmp_path):
     config = _config(dataset, tmp_path)
-    source = train.build_model(config, tf.distribute.get_strategy())
+    source = config_lib.build_model(config, tf.distribute.get_strategy())
     path = str(tmp_path / "encoder.npz")
     source.depth_net.save_encoder_weights(path)
     keras.utils.set_random_seed(99)
     config = dataclasses.replace(config, encoder_weights=path, seed=99)
-    loaded = train.build_model(config, tf.distribute.get_strategy())
+    loaded = config_lib.build_model(config, tf.distribute.get_strategy())
     for a, b in zip(source.depth_net.encoder.weights, loaded.depth_net.encoder.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 

@@ -1,0 +1,156 @@
+"""TrainConfig and the model factory: what every CLI builds a model from.
+
+``train`` fills a :class:`TrainConfig` from flags; ``export``, ``benchmark`` and
+the tests build the same model from a saved ``config.json`` or by hand.
+"""
+import dataclasses
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from depth_motion_tf.losses import LossWeights
+from depth_motion_tf.model import DepthMotionModel
+
+CONFIG_FILE = "config.json"
+ADAM_EPSILON = 1e-8  # TF1's tf.train.AdamOptimizer, which the reference uses (Keras: 1e-7)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run needs; the CLI fills it from flags (same names)."""
+
+    data: str
+    model_dir: str
+    split: str = "train"
+    eval_data: str = None
+    eval_split: str = "test"
+    height: int = 128
+    width: int = 416
+    pair: str = "first"
+    crop: bool = True
+    flip: bool = True
+    cache: bool = False
+    seed: int = None
+    batch_size: int = 16
+    num_steps: int = 1_000_000
+    learning_rate: float = 2e-4
+    clip_norm: float = 10.0
+    max_bad_steps: int = 100
+    jit_compile: bool = False
+    mixed_precision: str = "off"
+    intrinsics: str = "given"
+    num_videos: int = 1024
+    rigid_motion: str = "antisymmetric"
+    egomotion: str = "learned"
+    cascade: bool = True
+    auto_mask: bool = True
+    use_mask: bool = False
+    foreground_dilation: int = 8
+    learn_depth_scale: bool = False
+    sparsity: str = "l1_2"
+    num_scales: int = 1
+    scale_normalization: bool = False
+    target_depth_stop_gradient: bool = True
+    noise_rampup_steps: int = 10000
+    field_burnin_steps: int = 20000
+    encoder_weights: str = None
+    loss_weights: LossWeights = LossWeights()
+    summary_every: int = 100
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 5
+    export: bool = True
+    verbose: int = 1
+
+
+def config_from_dict(values):
+    """A ``TrainConfig`` from its ``dataclasses.asdict`` form (e.g. a saved config.json).
+
+    Fields a newer version added take their defaults; unknown keys raise TypeError.
+    """
+    values = dict(values)
+    weights = LossWeights(**values.pop("loss_weights", {}))
+    return TrainConfig(loss_weights=weights, **values)
+
+
+def save_config(config, model_dir):
+    """Writes a training config as ``<model_dir>/config.json``."""
+    tf.io.gfile.makedirs(model_dir)
+    values = dataclasses.asdict(config)
+    with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_FILE), "w") as f:
+        json.dump(values, f, indent=2, sort_keys=True)
+
+
+def load_config(model_dir):
+    """The ``TrainConfig`` saved in a run's ``model_dir``.
+
+    Raises:
+        FileNotFoundError: naming the file when there is none.
+    """
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path}: not found; is {model_dir} a training --model_dir?")
+    with tf.io.gfile.GFile(path) as f:
+        return config_from_dict(json.load(f))
+
+
+def set_precision_policy(mode):
+    """Sets Keras' global dtype policy from ``--mixed_precision``; returns its name."""
+    if mode == "on":
+        mode = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+    policy = "float32" if mode == "off" else mode
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def make_optimizer(config):
+    """Adam as the reference's (β1 0.9, β2 0.999, ε 1e-8), loss-scaled under mixed_float16.
+
+    Gradient clipping is not the optimizer's: Keras clips each replica's part
+    before the cross-replica sum, the reference clips the global gradient;
+    ``DepthMotionModel`` clips the summed gradient itself (``clip_norm``).
+    """
+    optimizer = keras.optimizers.Adam(
+        config.learning_rate, beta_1=0.9, beta_2=0.999, epsilon=ADAM_EPSILON
+    )
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def build_model(config, strategy):
+    """Creates and builds the model, optimizer and checkpoint inside ``strategy.scope()``."""
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = DepthMotionModel(
+            height=config.height,
+            width=config.width,
+            loss_weights=config.loss_weights,
+            sparsity=config.sparsity,
+            intrinsics_mode=config.intrinsics,
+            num_videos=config.num_videos,
+            rigid_motion=config.rigid_motion,
+            egomotion=config.egomotion,
+            cascade=config.cascade,
+            auto_mask=config.auto_mask,
+            use_mask=config.use_mask,
+            foreground_dilation=config.foreground_dilation,
+            learn_depth_scale=config.learn_depth_scale,
+            num_scales=config.num_scales,
+            scale_normalization=config.scale_normalization,
+            target_depth_stop_gradient=config.target_depth_stop_gradient,
+            noise_rampup_steps=config.noise_rampup_steps,
+            field_burnin_steps=config.field_burnin_steps,
+            clip_norm=config.clip_norm,
+            summary_every=config.summary_every,
+            jit_compile_step=config.jit_compile,
+        )
+        model.build_for_training()
+        if config.encoder_weights:
+            model.depth_net.load_encoder_weights(config.encoder_weights)
+        optimizer = make_optimizer(config)
+        model.compile(optimizer=optimizer, jit_compile=False)
+        optimizer.build(model.trainable_variables)
+    return model
