@@ -25,10 +25,16 @@ import json
 import pathlib
 import re
 
-from absl import app, flags
+from absl import flags
 
-from data_prep import common
+from data_prep import convert
+from data_prep.builder import TripletBuilder, TripletConfig, resize_suffix
+from data_prep.frames import CropBox
+from data_prep.triplets import VideoSource, consecutive_runs
+from depth_motion_tf import cli
 from depth_motion_tf import features as F
+from depth_motion_tf.errors import BadInputError
+from depth_motion_tf.media import Intrinsics, file_frames
 
 FRAME_WIDTH, FRAME_HEIGHT = 2048, 1024
 ROWS = (256, 768)  # rows kept of the full-resolution frame
@@ -37,17 +43,18 @@ FRAME_PATTERN = re.compile(r"^(?P<city>.+)_(?P<seq>\d+)_(?P<frame>\d+)_leftImg8b
 
 
 @dataclasses.dataclass(eq=False)
-class CityscapesConfig(common.TripletConfig):
+class CityscapesConfig(TripletConfig):
     """``frame_stride``: keep every n-th frame of a sequence (2: the reference's)."""
 
     frame_stride: int = 2
 
 
-def cityscapes_config(height=F.DEFAULT_HEIGHT, width=F.DEFAULT_WIDTH, frame_stride=2):
-    """A :class:`CityscapesConfig` named ``<H>x<W>_stride<n>``."""
+def cityscapes_config(height=F.DEFAULT_HEIGHT, width=F.DEFAULT_WIDTH, frame_stride=2,
+                      resize="area"):
+    """A :class:`CityscapesConfig` named ``<H>x<W>_stride<n>[_bilinear]``."""
     return CityscapesConfig(
-        name=f"{height}x{width}_stride{frame_stride}", height=height, width=width,
-        frame_stride=frame_stride,
+        name=f"{height}x{width}_stride{frame_stride}{resize_suffix(resize)}", height=height,
+        width=width, resize=resize, frame_stride=frame_stride,
         description=f"Cityscapes sequence triplets at {height}x{width}, every frame_stride-th.",
     )
 
@@ -62,7 +69,7 @@ def crop_box(height, width, stored_height, stored_width):
         height, width: source frame size (must be 1024 x 2048).
         stored_height, stored_width: stored size in pixels.
     Returns:
-        :class:`common.CropBox`.
+        :class:`CropBox`.
     Raises:
         ValueError: when the window would not fit the frame.
     """
@@ -70,23 +77,23 @@ def crop_box(height, width, stored_height, stored_width):
     columns = int(round(stored_width * rows / stored_height))
     if (height, width) != (FRAME_HEIGHT, FRAME_WIDTH) or columns > width:
         raise ValueError(f"cannot crop {width}x{height} to {stored_width}x{stored_height}")
-    return common.CropBox(ROWS[0], (width - columns) // 2, rows, columns)
+    return CropBox(ROWS[0], (width - columns) // 2, rows, columns)
 
 
 def read_camera_json(path):
-    """Cityscapes ``*_camera.json`` → :class:`common.Intrinsics` (pixels).
+    """Cityscapes ``*_camera.json`` → ``Intrinsics`` (pixels).
 
     Raises:
-        common.BadInputError: naming the file when it is unreadable or lacks ``intrinsic``.
+        BadInputError: naming the file when it is unreadable or lacks ``intrinsic``.
     """
     try:
         intrinsic = json.loads(pathlib.Path(path).read_text())["intrinsic"]
-        return common.Intrinsics(
+        return Intrinsics(
             float(intrinsic["fx"]), float(intrinsic["fy"]),
             float(intrinsic["u0"]), float(intrinsic["v0"]),
         )
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise common.BadInputError(path, f"no readable intrinsic fx, fy, u0, v0: {error!r}") from None
+        raise BadInputError(path, f"no readable intrinsic fx, fy, u0, v0: {error!r}") from None
 
 
 def sequence_frames(city_dir):
@@ -100,7 +107,7 @@ def sequence_frames(city_dir):
     return sequences
 
 
-class CityscapesTriplets(common.TripletBuilder):
+class CityscapesTriplets(TripletBuilder):
     """Cityscapes ``leftImg8bit_sequence`` frame triplets with calibrated intrinsics."""
 
     BUILDER_CONFIG_CLASS = CityscapesConfig
@@ -109,11 +116,12 @@ class CityscapesTriplets(common.TripletBuilder):
         "Download leftImg8bit_sequence_trainvaltest.zip and camera_trainvaltest.zip from "
         "https://www.cityscapes-dataset.com/downloads/ and unzip both into manual_dir."
     )
+    INPUT_PATTERNS = ("leftImg8bit_sequence/*_leftImg8bit.png", "camera/*_camera.json")
 
     def _videos(self, root):
         frames_root = root / "leftImg8bit_sequence"
         if not frames_root.is_dir():
-            raise common.BadInputError(frames_root, "folder does not exist")
+            raise BadInputError(frames_root, "folder does not exist")
         videos = {}
         for folder, split in SPLITS.items():
             for city_dir in sorted((frames_root / folder).glob("*")):
@@ -128,20 +136,20 @@ class CityscapesTriplets(common.TripletBuilder):
         cameras = sorted(camera_dir.glob(f"{city}_{seq}_*_camera.json"))
         try:
             if not cameras:
-                raise common.BadInputError(
+                raise BadInputError(
                     camera_dir / f"{city}_{seq}_*_camera.json", "missing camera calibration")
             intrinsics = read_camera_json(cameras[0])
-        except common.BadInputError as error:
+        except BadInputError as error:
             self.bad_input(error)
             return []
         config = self.builder_config
         videos = []
-        for run in common.consecutive_runs(frames, lambda item: item[0]):
+        for run in consecutive_runs(frames, lambda item: item[0]):
             kept = [path for _, path in run[:: config.frame_stride]]
-            videos.append(common.VideoSource(
+            videos.append(VideoSource(
                 video_id=f"{city}_{seq}_{run[0][0]:06d}",
                 source=str(kept[0].parent / f"{city}_{seq}_{run[0][0]:06d}..."),
-                frames=functools.partial(common.file_frames, kept),
+                frames=functools.partial(file_frames, kept),
                 crop=functools.partial(crop_box, stored_height=config.height,
                                        stored_width=config.width),
                 intrinsics=intrinsics,
@@ -152,11 +160,12 @@ class CityscapesTriplets(common.TripletBuilder):
 def main(argv):
     del argv
     values = flags.FLAGS
-    config = cityscapes_config(values.height, values.width, values.frame_stride)
-    common.run(CityscapesTriplets, config, values)
+    config = cityscapes_config(values.height, values.width, values.frame_stride, values.resize)
+    convert.run(CityscapesTriplets, config, values)
 
 
 if __name__ == "__main__":
-    common.define_common_flags()
+    convert.define_common_flags()
+    flags.adopt_module_key_flags(convert)  # --help lists the common flags too
     flags.DEFINE_integer("frame_stride", 2, "Keep every n-th frame of a sequence.")
-    app.run(main)
+    cli.run(main)

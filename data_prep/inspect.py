@@ -15,9 +15,23 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import app, flags
 
-from data_prep import common
+from data_prep.convert import quiet_tfds
+from depth_motion_tf import cli
 from depth_motion_tf import features as F
 from depth_motion_tf import visualize
+from depth_motion_tf.errors import BadInputError
+
+
+def dataset_dirs(data_dir):
+    """Every written dataset (a folder holding ``dataset_info.json``) under ``data_dir``, sorted.
+
+    Hidden folders (a rebuild in progress, ``.rebuild-<version>-<id>``) are left out.
+    """
+    root = pathlib.Path(data_dir)
+    return sorted(
+        path.parent for path in root.rglob("dataset_info.json")
+        if not any(part.startswith(".") for part in path.relative_to(root).parts)
+    )
 
 
 def split_counts(builder):
@@ -78,11 +92,11 @@ def inspect(data_dir, sheet_dir=None, num_triplets=4):
     Returns:
         list of the contact-sheet paths written.
     Raises:
-        common.BadInputError: when no dataset is found under ``data_dir``.
+        BadInputError: when no dataset is found under ``data_dir``.
     """
-    folders = common.dataset_dirs(data_dir)
+    folders = dataset_dirs(data_dir)
     if not folders:
-        raise common.BadInputError(data_dir, "no TFDS dataset (dataset_info.json) found here")
+        raise BadInputError(data_dir, "no TFDS dataset (dataset_info.json) found here")
     sheets = []
     for folder in folders:
         builder = tfds.builder_from_directory(str(folder))
@@ -103,13 +117,14 @@ def main(argv):
     if len(argv) != 2:
         raise app.UsageError("usage: python -m data_prep.inspect <data_dir>")
     values = flags.FLAGS
+    quiet_tfds()
     try:
         inspect(argv[1], values.sheet_dir, values.num_triplets)
-    except common.BadInputError as error:
+    except BadInputError as error:
         raise SystemExit(f"error: {error}") from None
 
 
 if __name__ == "__main__":
     flags.DEFINE_string("sheet_dir", None, "Folder for the contact-sheet PNGs (default: data_dir).")
     flags.DEFINE_integer("num_triplets", 4, "Triplets shown per contact sheet.")
-    app.run(main)
+    cli.run(main)

@@ -33,10 +33,16 @@ import pathlib
 from typing import Optional
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from data_prep import common
+from data_prep import convert, fingerprint
+from data_prep.builder import TripletBuilder, TripletConfig, resize_suffix
+from data_prep.frames import full_frame, read_depth_png
+from data_prep.triplets import VideoSource, consecutive_runs
+from depth_motion_tf import cli
 from depth_motion_tf import features as F
+from depth_motion_tf.errors import BadInputError
+from depth_motion_tf.media import Intrinsics, file_frames, frame_files
 
 CAMERAS = {"l": "image_02", "r": "image_03"}
 LIST_FILES = {"train": "train_files.txt", "validation": "val_files.txt", "test": "test_files.txt"}
@@ -45,7 +51,7 @@ DEFAULT_MIN_CHANGE = 0.01  # mean |RGB difference| on [0, 1] below which frames 
 
 
 @dataclasses.dataclass(eq=False)
-class KittiConfig(common.TripletConfig):
+class KittiConfig(TripletConfig):
     """KITTI options.
 
     Attributes:
@@ -61,14 +67,14 @@ class KittiConfig(common.TripletConfig):
 
 
 def kitti_config(height=F.DEFAULT_HEIGHT, width=F.DEFAULT_WIDTH, split=None,
-                 min_change=DEFAULT_MIN_CHANGE, with_depth=False):
-    """A :class:`KittiConfig` named ``<split or all>_<H>x<W>[_static<t>][_depth]``."""
+                 min_change=DEFAULT_MIN_CHANGE, with_depth=False, resize="area"):
+    """A :class:`KittiConfig` named ``<split or all>_<H>x<W>[_static<t>][_depth][_bilinear]``."""
     name = f"{split or 'all'}_{height}x{width}"
     if split is None and min_change != DEFAULT_MIN_CHANGE:
         name += f"_static{min_change:g}"
-    name += "_depth" if with_depth else ""
+    name += ("_depth" if with_depth else "") + resize_suffix(resize)
     return KittiConfig(
-        name=name, height=height, width=width, split=split,
+        name=name, height=height, width=width, resize=resize, split=split,
         min_change=min_change, with_depth=with_depth,
         description=f"KITTI raw triplets at {height}x{width}, split {split or 'all frames'}.",
     )
@@ -78,11 +84,11 @@ def read_calibration(path):
     """Parses a KITTI ``calib_cam_to_cam.txt`` → ``{key: float64 array}``.
 
     Raises:
-        common.BadInputError: naming the file when it is missing or malformed.
+        BadInputError: naming the file when it is missing or malformed.
     """
     path = pathlib.Path(path)
     if not path.is_file():
-        raise common.BadInputError(path, "calibration file does not exist")
+        raise BadInputError(path, "calibration file does not exist")
     values = {}
     for number, line in enumerate(path.read_text().splitlines(), 1):
         key, _, rest = line.partition(":")
@@ -90,12 +96,12 @@ def read_calibration(path):
             try:
                 values[key] = np.array(rest.split(), np.float64)
             except ValueError:
-                raise common.BadInputError(path, f"line {number}: {key} is not numeric") from None
+                raise BadInputError(path, f"line {number}: {key} is not numeric") from None
     return values
 
 
 def camera_intrinsics(calibration, camera, calib_path):
-    """``P_rect_0X`` → :class:`common.Intrinsics` (pixels of the rectified frame).
+    """``P_rect_0X`` → ``Intrinsics`` (pixels of the rectified frame).
 
     Args:
         calibration: output of :func:`read_calibration`.
@@ -105,9 +111,9 @@ def camera_intrinsics(calibration, camera, calib_path):
     key = "P_rect_" + camera[-2:]
     projection = calibration.get(key)
     if projection is None or projection.size != 12:
-        raise common.BadInputError(calib_path, f"no 3x4 {key} matrix")
+        raise BadInputError(calib_path, f"no 3x4 {key} matrix")
     p = projection.reshape(3, 4)
-    return common.Intrinsics(fx=p[0, 0], fy=p[1, 1], cx=p[0, 2], cy=p[1, 2])
+    return Intrinsics(fx=p[0, 0], fy=p[1, 1], cx=p[0, 2], cy=p[1, 2])
 
 
 def read_split_list(path):
@@ -116,7 +122,7 @@ def read_split_list(path):
     Frame ids are the 10-digit file stems; lines are ``<date>/<drive> <frame> <l|r>``.
 
     Raises:
-        common.BadInputError: naming the file and line when a line is malformed.
+        BadInputError: naming the file and line when a line is malformed.
     """
     entries = {}
     for number, line in enumerate(pathlib.Path(path).read_text().splitlines(), 1):
@@ -124,7 +130,7 @@ def read_split_list(path):
             continue
         parts = line.split()
         if len(parts) != 3 or not parts[1].isdigit() or parts[2] not in CAMERAS:
-            raise common.BadInputError(
+            raise BadInputError(
                 path, f"line {number}: expected '<date>/<drive> <frame> <l|r>', got {line!r}"
             )
         key = (parts[0], CAMERAS[parts[2]])
@@ -146,13 +152,13 @@ def _depth_extras(drive_dir, camera, triplet):
     for frame in triplet:
         path = drive_dir / "proj_depth" / "groundtruth" / camera / f"{frame.frame_id}.png"
         if path.is_file():
-            depth.append(common.read_depth_png(path))
+            depth.append(read_depth_png(path))
         else:
             depth.append(np.zeros((*frame.source_size, 1), np.uint16))
     return {F.DEPTH: depth}
 
 
-class KittiTriplets(common.TripletBuilder):
+class KittiTriplets(TripletBuilder):
     """KITTI raw frame triplets (both colour cameras as separate monocular videos)."""
 
     BUILDER_CONFIG_CLASS = KittiConfig
@@ -162,6 +168,11 @@ class KittiTriplets(common.TripletBuilder):
         kitti_config(split="eigen_zhou"),
         kitti_config(split="eigen", with_depth=True),
     ]
+    INPUT_PATTERNS = (
+        "*/calib_cam_to_cam.txt",
+        "*_sync/image_0[23]/data/*",
+        "*_sync/proj_depth/groundtruth/image_0[23]/*",
+    )
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Download KITTI raw (the archives listed in splits/kitti/"
         "kitti_archives_to_download.txt) from https://www.cvlibs.net/datasets/kitti/raw_data.php "
@@ -175,6 +186,14 @@ class KittiTriplets(common.TripletBuilder):
 
     def _feature_options(self):
         return {"with_depth": self.builder_config.with_depth}
+
+    def _fingerprint_inputs(self):
+        """The drives' frames, calibration and depth, and the split lists."""
+        split_dir = self._split_dir(pathlib.Path(self.input_path))
+        return {
+            **super()._fingerprint_inputs(),
+            "split_dir": fingerprint.input_entry(split_dir, ("*.txt",)),
+        }
 
     def _split_dir(self, root):
         return pathlib.Path(self.split_dir) if self.split_dir else root / "splits" / "kitti"
@@ -194,7 +213,7 @@ class KittiTriplets(common.TripletBuilder):
             if (split_dir / config.split / filename).is_file()
         }
         if not lists:
-            raise common.BadInputError(
+            raise BadInputError(
                 split_dir / config.split, "no train_files.txt, val_files.txt or test_files.txt here"
             )
         videos = {}
@@ -206,32 +225,32 @@ class KittiTriplets(common.TripletBuilder):
         return videos
 
     def _split_videos(self, root, wanted, list_path, min_change):
-        """``{(date/drive, camera): centre ids or None}`` → list of :class:`common.VideoSource`."""
+        """``{(date/drive, camera): centre ids or None}`` → list of ``VideoSource``."""
         videos = []
         for (drive, camera), centres in sorted(wanted.items()):
             frames = self._camera_frames(root, drive, camera, centres, list_path)
             if frames is None:
                 continue
-            for run in common.consecutive_runs(frames, lambda p: int(p.stem)):
+            for run in consecutive_runs(frames, lambda p: int(p.stem)):
                 if centres is not None and not centres & {p.stem for p in run}:
                     continue
                 try:
                     videos.append(self._video(root, drive, camera, run, centres, min_change))
-                except common.BadInputError as error:
+                except BadInputError as error:
                     self.bad_input(error)
         return videos
 
     def _camera_frames(self, root, drive, camera, centres, list_path):
         """Sorted frame files of one camera; checks the list's centres and neighbours exist."""
         folder = root / drive / camera / "data"
-        frames = common.frame_files(folder) if folder.is_dir() else []
+        frames = frame_files(folder) if folder.is_dir() else []
         if centres is not None:
             present = {p.stem for p in frames}
             for centre in sorted(centres):
                 needed = [f"{int(centre) + d:010d}" for d in (-1, 0, 1)]
                 missing = [n for n in needed if n not in present]
                 if missing:
-                    self.bad_input(common.BadInputError(
+                    self.bad_input(BadInputError(
                         list_path,
                         f"entry '{drive} {int(centre)} {camera}': no frame "
                         f"{folder / (missing[0] + '.png')}",
@@ -245,11 +264,11 @@ class KittiTriplets(common.TripletBuilder):
         extras = None
         if self.builder_config.with_depth:
             extras = functools.partial(_depth_extras, drive_dir, camera)
-        return common.VideoSource(
+        return VideoSource(
             video_id=f"{drive_dir.name}_{camera}",
             source=str(drive_dir / camera),
-            frames=functools.partial(common.file_frames, run),
-            crop=common.full_frame,
+            frames=functools.partial(file_frames, run),
+            crop=full_frame,
             intrinsics=intrinsics,
             centres=None if centres is None else frozenset(centres),
             min_change=min_change,
@@ -266,13 +285,14 @@ def main(argv):
     values = flags.FLAGS
     config = kitti_config(
         height=values.height, width=values.width, split=values.split,
-        min_change=values.min_change, with_depth=values.with_depth,
+        min_change=values.min_change, with_depth=values.with_depth, resize=values.resize,
     )
-    common.run(KittiTriplets, config, values, split_dir=values.split_dir)
+    convert.run(KittiTriplets, config, values, split_dir=values.split_dir)
 
 
 if __name__ == "__main__":
-    common.define_common_flags()
+    convert.define_common_flags()
+    flags.adopt_module_key_flags(convert)  # --help lists the common flags too
     flags.DEFINE_string("split", None, "Standard list folder under --split_dir "
                         "(eigen_zhou for training; eigen / eigen_benchmark for testing). "
                         "Unset: every frame, static triplets dropped by --min_change.")
@@ -283,4 +303,4 @@ if __name__ == "__main__":
                        "consecutive frames differ less (mean |RGB| on [0, 1]); 0 keeps all.")
     flags.DEFINE_bool("with_depth", False, "Store improved ground-truth depth "
                       "(proj_depth/groundtruth) at source resolution.")
-    app.run(main)
+    cli.run(main)

@@ -22,10 +22,15 @@ import pathlib
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
-from data_prep import common
+from data_prep import convert
+from data_prep.builder import TripletBuilder, TripletConfig, resize_suffix
+from data_prep.frames import encode_png, full_frame, ordered_map, resize_frame, stored_intrinsics
+from depth_motion_tf import cli
 from depth_motion_tf import features as F
+from depth_motion_tf.errors import BadInputError
+from depth_motion_tf.media import Intrinsics, read_image
 
 LIST_FILES = {"train": "train.txt", "validation": "val.txt"}
 MASK_SUFFIX = "-fseg.png"
@@ -33,49 +38,50 @@ CAM_SUFFIX = "_cam.txt"
 
 
 @dataclasses.dataclass(eq=False)
-class Struct2depthConfig(common.TripletConfig):
+class Struct2depthConfig(TripletConfig):
     """``with_mask``: also store the ``-fseg.png`` object masks."""
 
     with_mask: bool = False
 
 
-def struct2depth_config(height=F.DEFAULT_HEIGHT, width=F.DEFAULT_WIDTH, with_mask=False):
-    """A :class:`Struct2depthConfig` named ``<H>x<W>[_mask]``."""
+def struct2depth_config(height=F.DEFAULT_HEIGHT, width=F.DEFAULT_WIDTH, with_mask=False,
+                        resize="area"):
+    """A :class:`Struct2depthConfig` named ``<H>x<W>[_mask][_bilinear]``."""
     return Struct2depthConfig(
-        name=f"{height}x{width}" + ("_mask" if with_mask else ""),
-        height=height, width=width, with_mask=with_mask,
+        name=f"{height}x{width}" + ("_mask" if with_mask else "") + resize_suffix(resize),
+        height=height, width=width, resize=resize, with_mask=with_mask,
         description=f"struct2depth triplets at {height}x{width}.",
     )
 
 
 def read_cam_txt(path):
-    """A ``_cam.txt`` (9 comma-separated values of ``K``) → :class:`common.Intrinsics` (pixels).
+    """A ``_cam.txt`` (9 comma-separated values of ``K``) → ``Intrinsics`` (pixels).
 
     Raises:
-        common.BadInputError: naming the file when it is missing or malformed.
+        BadInputError: naming the file when it is missing or malformed.
     """
     path = pathlib.Path(path)
     if not path.is_file():
-        raise common.BadInputError(path, "intrinsics file does not exist")
+        raise BadInputError(path, "intrinsics file does not exist")
     try:
         k = np.array([float(v) for v in path.read_text().replace("\n", ",").split(",")
                       if v.strip()])
     except ValueError:
-        raise common.BadInputError(path, "values are not numeric") from None
+        raise BadInputError(path, "values are not numeric") from None
     if k.size != 9:
-        raise common.BadInputError(path, f"has {k.size} values, expected 9 (a 3x3 K)")
-    return common.Intrinsics(fx=k[0], fy=k[4], cx=k[2], cy=k[5])
+        raise BadInputError(path, f"has {k.size} values, expected 9 (a 3x3 K)")
+    return Intrinsics(fx=k[0], fy=k[4], cx=k[2], cy=k[5])
 
 
 def split_wide(image, path):
     """One image three frames wide → list of three ``[H, W/3, C]`` frames.
 
     Raises:
-        common.BadInputError: naming the file when the width is not a multiple of 3.
+        BadInputError: naming the file when the width is not a multiple of 3.
     """
     width = image.shape[1]
     if width % F.FRAMES_PER_EXAMPLE:
-        raise common.BadInputError(path, f"width {width} is not three frames wide")
+        raise BadInputError(path, f"width {width} is not three frames wide")
     return np.split(image, F.FRAMES_PER_EXAMPLE, axis=1)
 
 
@@ -94,14 +100,14 @@ def triplet_entry_example(seq_dir, stem, config):
         config: :class:`Struct2depthConfig`.
     """
     path = seq_dir / f"{stem}.png"
-    frames = split_wide(common.read_image(path), path)
-    box = common.full_frame(*frames[0].shape[:2])
-    intrinsics = common.stored_intrinsics(
+    frames = split_wide(read_image(path), path)
+    box = full_frame(*frames[0].shape[:2])
+    intrinsics = stored_intrinsics(
         read_cam_txt(seq_dir / f"{stem}{CAM_SUFFIX}").in_pixels(*frames[0].shape[:2]),
         box, config.height, config.width,
     )
     example = {
-        F.RGB: [common.encode_png(common.resize_frame(f, box, config.height, config.width))
+        F.RGB: [encode_png(resize_frame(f, box, config.height, config.width, config.resize))
                 for f in frames],
         F.INTRINSICS: intrinsics,
         F.INTRINSICS_KNOWN: True,
@@ -110,9 +116,9 @@ def triplet_entry_example(seq_dir, stem, config):
     }
     if config.with_mask:
         mask_path = seq_dir / f"{stem}{MASK_SUFFIX}"
-        masks = split_wide(common.read_image(mask_path), mask_path)
+        masks = split_wide(read_image(mask_path), mask_path)
         example[F.MASK] = [
-            common.encode_png(foreground_mask(m, config.height, config.width)) for m in masks
+            encode_png(foreground_mask(m, config.height, config.width)) for m in masks
         ]
     return f"{seq_dir.name}/{stem}", example
 
@@ -121,7 +127,7 @@ def list_entries(path):
     """A ``train.txt``-style list → ``{seq: [stems]}`` (lines ``<seq> <frame>``).
 
     Raises:
-        common.BadInputError: naming the file and line when a line is malformed.
+        BadInputError: naming the file and line when a line is malformed.
     """
     entries = {}
     for number, line in enumerate(pathlib.Path(path).read_text().splitlines(), 1):
@@ -129,7 +135,7 @@ def list_entries(path):
             continue
         parts = line.split()
         if len(parts) != 2:
-            raise common.BadInputError(path, f"line {number}: expected '<seq> <frame>', got {line!r}")
+            raise BadInputError(path, f"line {number}: expected '<seq> <frame>', got {line!r}")
         entries.setdefault(parts[0], []).append(parts[1])
     return entries
 
@@ -142,7 +148,7 @@ def folder_entries(root):
     return entries
 
 
-class Struct2depthTriplets(common.TripletBuilder):
+class Struct2depthTriplets(TripletBuilder):
     """Triplets from struct2depth-format data (three frames side by side)."""
 
     BUILDER_CONFIG_CLASS = Struct2depthConfig
@@ -170,11 +176,11 @@ class Struct2depthTriplets(common.TripletBuilder):
         def example(stem):
             try:
                 return triplet_entry_example(seq_dir, stem, self.builder_config)
-            except common.BadInputError as error:
+            except BadInputError as error:
                 return error
 
-        for result in common.ordered_map(example, stems, self.workers):
-            if isinstance(result, common.BadInputError):
+        for result in ordered_map(example, stems, self.workers):
+            if isinstance(result, BadInputError):
                 self.bad_input(result)
             else:
                 yield result
@@ -183,11 +189,12 @@ class Struct2depthTriplets(common.TripletBuilder):
 def main(argv):
     del argv
     values = flags.FLAGS
-    config = struct2depth_config(values.height, values.width, values.with_mask)
-    common.run(Struct2depthTriplets, config, values)
+    config = struct2depth_config(values.height, values.width, values.with_mask, values.resize)
+    convert.run(Struct2depthTriplets, config, values)
 
 
 if __name__ == "__main__":
-    common.define_common_flags()
+    convert.define_common_flags()
+    flags.adopt_module_key_flags(convert)  # --help lists the common flags too
     flags.DEFINE_bool("with_mask", False, "Also store the -fseg.png object masks.")
-    app.run(main)
+    cli.run(main)

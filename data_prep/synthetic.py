@@ -39,8 +39,11 @@ import time
 
 import numpy as np
 import tensorflow_datasets as tfds
-from absl import app, flags
+import tqdm
+from absl import flags
 
+from data_prep import convert, fingerprint
+from depth_motion_tf import cli
 from depth_motion_tf import features as F
 
 HORIZONTAL_FOV_DEG = 80.0
@@ -775,7 +778,10 @@ class Synthetic(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split, num_videos):
         config = self.builder_config
-        for video in range(num_videos):
+        videos = tqdm.tqdm(
+            range(num_videos), desc=f"synthetic {split}", unit=" videos", disable=None
+        )
+        for video in videos:
             _, poses, intrinsics, frames = render_video(
                 video_rng(config.seed, split, video),
                 config.frames_per_video,
@@ -792,7 +798,7 @@ class Synthetic(tfds.core.GeneratorBasedBuilder):
 
 def define_flags():
     """Declares the command-line flags (only when run as a program)."""
-    flags.DEFINE_string("output", None, "TFDS data_dir to write into (required).")
+    convert.define_output_flags()
     flags.DEFINE_integer("height", F.DEFAULT_HEIGHT, "Frame height in pixels.")
     flags.DEFINE_integer("width", F.DEFAULT_WIDTH, "Frame width in pixels.")
     flags.DEFINE_integer("train_videos", 40, "Number of training videos.")
@@ -806,7 +812,6 @@ def define_flags():
     flags.DEFINE_integer(
         "supersample", 2, "Sub-pixel rays per pixel side for colour (1 = none)."
     )
-    flags.mark_flag_as_required("output")
 
 
 def main(argv):
@@ -821,21 +826,41 @@ def main(argv):
         FLAGS.seed,
         FLAGS.supersample,
     )
+    convert.quiet_tfds()
     start = time.perf_counter()
-    builder = Synthetic(config=config, data_dir=FLAGS.output)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-    )
+
+    def make_builder(data_dir):
+        return Synthetic(config=config, data_dir=str(data_dir))
+
+    builder = make_builder(FLAGS.output)
+    try:
+        prepared = fingerprint.prepare(
+            builder, fingerprint.describe(builder), make_builder,
+            tfds.download.DownloadConfig(try_download_gcs=False), FLAGS.overwrite,
+        )
+    except fingerprint.OutputMismatchError as error:
+        raise SystemExit(f"error: {error}") from None
     seconds = time.perf_counter() - start
+    builder = prepared.builder
     counts = {name: split.num_examples for name, split in builder.info.splits.items()}
+    triplets = (
+        f"{counts.get('train', 0)} train and {counts.get('test', 0)} test triplets "
+        f"({config.height}x{config.width})"
+    )
+    if prepared.reused:
+        print(
+            f"synthetic: reused {triplets} in {builder.data_dir}: same flags and version "
+            f"as its {fingerprint.FINGERPRINT_FILE} (--overwrite rebuilds)"
+        )
+        return
     frames = (config.train_videos + config.test_videos) * config.frames_per_video
     print(
-        f"synthetic: wrote {counts.get('train', 0)} train and {counts.get('test', 0)} "
-        f"test triplets ({config.height}x{config.width}) to {builder.data_dir} in "
+        f"synthetic: wrote {triplets} to {builder.data_dir} in "
         f"{seconds:.1f} s ({frames / seconds:.1f} frames/s)"
     )
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    flags.adopt_module_key_flags(convert)  # --help lists --output and --overwrite too
+    cli.run(main)

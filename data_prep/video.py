@@ -28,13 +28,20 @@ import functools
 import pathlib
 from typing import Optional
 
-from absl import app, flags
+from absl import flags
 
-from data_prep import common
+from data_prep import convert, fingerprint
+from data_prep.builder import TripletBuilder, TripletConfig, resize_suffix
+from data_prep.frames import centre_crop_to_aspect
+from data_prep.triplets import VideoSource
+from depth_motion_tf import cli
 from depth_motion_tf import features as F
-from depth_motion_tf.media import (  # noqa: F401 - re-exported
+from depth_motion_tf.errors import BadInputError
+from depth_motion_tf.media import (
     VIDEO_SUFFIXES,
     decoded_frames,
+    file_frames,
+    frame_files,
     parse_intrinsics_flag,
     read_intrinsics_json,
 )
@@ -43,7 +50,7 @@ FRAME_FOLDER_INTRINSICS = "cam.json"
 
 
 @dataclasses.dataclass(eq=False)
-class VideoConfig(common.TripletConfig):
+class VideoConfig(TripletConfig):
     """Video options.
 
     Attributes:
@@ -57,12 +64,12 @@ class VideoConfig(common.TripletConfig):
 
 
 def video_config(height=F.DEFAULT_HEIGHT, width=F.DEFAULT_WIDTH, frame_stride=1,
-                 target_fps=None, prefix=""):
-    """A :class:`VideoConfig` named ``[<prefix>_]<H>x<W>_stride<n>`` (or ``_fps<f>``)."""
+                 target_fps=None, prefix="", resize="area"):
+    """A :class:`VideoConfig` named ``[<prefix>_]<H>x<W>_stride<n>[_bilinear]`` (or ``_fps<f>``)."""
     rate = f"fps{target_fps:g}" if target_fps else f"stride{frame_stride}"
-    name = "_".join(p for p in (prefix, f"{height}x{width}", rate) if p)
+    name = "_".join(p for p in (prefix, f"{height}x{width}", rate) if p) + resize_suffix(resize)
     return VideoConfig(
-        name=name, height=height, width=width, frame_stride=frame_stride,
+        name=name, height=height, width=width, resize=resize, frame_stride=frame_stride,
         target_fps=target_fps, description=f"Video triplets at {height}x{width}, {rate}.",
     )
 
@@ -73,30 +80,30 @@ def find_videos(root):
     Returns:
         list of paths: video files, and folders holding image files.
     Raises:
-        common.BadInputError: when ``root`` holds neither.
+        BadInputError: when ``root`` holds neither.
     """
     root = pathlib.Path(root)
     if root.is_file():
         if root.suffix.lower() not in VIDEO_SUFFIXES:
-            raise common.BadInputError(root, f"not a video file ({', '.join(VIDEO_SUFFIXES)})")
+            raise BadInputError(root, f"not a video file ({', '.join(VIDEO_SUFFIXES)})")
         return [root]
     found = []
     for folder in [root, *sorted(p for p in root.rglob("*") if p.is_dir())]:
-        if common.frame_files(folder):
+        if frame_files(folder):
             found.append(folder)
         found.extend(sorted(p for p in folder.iterdir()
                             if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES))
     if not found:
-        raise common.BadInputError(root, "no video files or image frames found")
+        raise BadInputError(root, "no video files or image frames found")
     return sorted(found)
 
 
 def folder_frames(folder, frame_stride):
-    """:class:`common.FrameRef` of every stride-th image file of a folder, by name."""
-    return common.file_frames(common.frame_files(folder)[::frame_stride])
+    """``FrameRef`` of every stride-th image file of a folder, by name."""
+    return file_frames(frame_files(folder)[::frame_stride])
 
 
-class VideoTriplets(common.TripletBuilder):
+class VideoTriplets(TripletBuilder):
     """Frame triplets of arbitrary videos (intrinsics known only when given)."""
 
     BUILDER_CONFIG_CLASS = VideoConfig
@@ -107,9 +114,21 @@ class VideoTriplets(common.TripletBuilder):
     )
 
     def __init__(self, *, intrinsics=None, **kwargs):
-        """``intrinsics``: :class:`common.Intrinsics` for every video (else per-video JSON)."""
+        """``intrinsics``: ``Intrinsics`` for every video (else per-video JSON)."""
         self.intrinsics = intrinsics
         super().__init__(**kwargs)
+
+    def _fingerprint_inputs(self):
+        """Everything under an input folder; an input video file and its ``<stem>.json``."""
+        inputs = super()._fingerprint_inputs()
+        path = pathlib.Path(self.input_path)
+        if path.is_file() and path.with_suffix(".json").is_file():
+            inputs["video_json"] = fingerprint.input_entry(path.with_suffix(".json"))
+        return inputs
+
+    def _fingerprint_flags(self):
+        intrinsics = self.intrinsics and dataclasses.asdict(self.intrinsics)
+        return {"intrinsics": intrinsics}
 
     def _videos(self, root):
         base = root if root.is_dir() else root.parent
@@ -128,11 +147,11 @@ class VideoTriplets(common.TripletBuilder):
         if intrinsics is None and json_path.is_file():
             intrinsics = read_intrinsics_json(json_path)
         aspect = config.width / config.height
-        return common.VideoSource(
+        return VideoSource(
             video_id=str(path.relative_to(base)) if path != base else path.name,
             source=str(path),
             frames=frames,
-            crop=functools.partial(common.centre_crop_to_aspect, aspect=aspect),
+            crop=functools.partial(centre_crop_to_aspect, aspect=aspect),
             intrinsics=intrinsics,
         )
 
@@ -143,13 +162,15 @@ def main(argv):
     config = video_config(
         height=values.height, width=values.width, frame_stride=values.frame_stride,
         target_fps=values.target_fps, prefix=values.name or pathlib.Path(values.input).stem,
+        resize=values.resize,
     )
-    common.run(VideoTriplets, config, values,
-               intrinsics=parse_intrinsics_flag(values.intrinsics))
+    convert.run(VideoTriplets, config, values,
+                intrinsics=parse_intrinsics_flag(values.intrinsics))
 
 
 if __name__ == "__main__":
-    common.define_common_flags()
+    convert.define_common_flags()
+    flags.adopt_module_key_flags(convert)  # --help lists the common flags too
     flags.DEFINE_integer("frame_stride", 1, "Keep every n-th frame.")
     flags.DEFINE_float("target_fps", None, "Video files: keep about this many frames per "
                        "second (overrides --frame_stride).")
@@ -157,4 +178,4 @@ if __name__ == "__main__":
                         "'fx,fy,cx,cy' in source pixels. Default: per-video cam.json / "
                         "<video>.json, else unknown (learned).")
     flags.DEFINE_string("name", None, "Dataset config name prefix (default: the input's name).")
-    app.run(main)
+    cli.run(main)

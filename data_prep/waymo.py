@@ -25,11 +25,17 @@ import dataclasses
 import functools
 
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
 
-from data_prep import common
+from data_prep import convert
+from data_prep.builder import TripletBuilder, TripletConfig, resize_suffix
+from data_prep.frames import centre_crop_to_aspect
+from data_prep.triplets import VideoSource
+from depth_motion_tf import cli
 from depth_motion_tf import features as F
+from depth_motion_tf.errors import BadInputError
+from depth_motion_tf.media import FrameRef, Intrinsics, decode_image
 
 PACKAGE = "waymo.open_dataset"
 FRONT = 1  # CameraName.Name.FRONT
@@ -103,17 +109,18 @@ Frame = FRAME_MESSAGES["Frame"]
 
 
 @dataclasses.dataclass(eq=False)
-class WaymoConfig(common.TripletConfig):
+class WaymoConfig(TripletConfig):
     """``frame_stride``: keep every n-th frame (10 Hz source)."""
 
     frame_stride: int = 1
 
 
-def waymo_config(height=F.DEFAULT_HEIGHT, width=F.DEFAULT_WIDTH, frame_stride=1):
-    """A :class:`WaymoConfig` named ``<H>x<W>_stride<n>``."""
+def waymo_config(height=F.DEFAULT_HEIGHT, width=F.DEFAULT_WIDTH, frame_stride=1, resize="area"):
+    """A :class:`WaymoConfig` named ``<H>x<W>_stride<n>[_bilinear]``."""
     return WaymoConfig(
-        name=f"{height}x{width}_stride{frame_stride}", height=height, width=width,
-        frame_stride=frame_stride, description=f"Waymo FRONT triplets at {height}x{width}.",
+        name=f"{height}x{width}_stride{frame_stride}{resize_suffix(resize)}", height=height,
+        width=width, resize=resize, frame_stride=frame_stride,
+        description=f"Waymo FRONT triplets at {height}x{width}.",
     )
 
 
@@ -126,7 +133,7 @@ def iter_frames(path, limit=None):
     Yields:
         ``Frame`` messages, in file order.
     Raises:
-        common.BadInputError: naming the file when a record is corrupt or not a Frame.
+        BadInputError: naming the file when a record is corrupt or not a Frame.
     """
     dataset = tf.data.TFRecordDataset(str(path))
     if limit is not None:
@@ -135,27 +142,27 @@ def iter_frames(path, limit=None):
         for index, record in enumerate(dataset.as_numpy_iterator()):
             yield _parse_frame(record, f"{path}#{index}")
     except tf.errors.DataLossError as error:
-        raise common.BadInputError(path, f"corrupt TFRecord: {error.message}") from None
+        raise BadInputError(path, f"corrupt TFRecord: {error.message}") from None
 
 
 def _parse_frame(record, name):
     try:
         return Frame.FromString(record)
     except message.DecodeError as error:
-        raise common.BadInputError(name, f"not a Waymo Frame proto: {error}") from None
+        raise BadInputError(name, f"not a Waymo Frame proto: {error}") from None
 
 
 def front_intrinsics(frame, path):
-    """The FRONT camera's :class:`common.Intrinsics` (pixels) from a frame's context.
+    """The FRONT camera's ``Intrinsics`` (pixels) from a frame's context.
 
     Raises:
-        common.BadInputError: naming the file when there is no usable FRONT calibration.
+        BadInputError: naming the file when there is no usable FRONT calibration.
     """
     for calibration in frame.context.camera_calibrations:
         if calibration.name == FRONT and len(calibration.intrinsic) >= 4:
             f_u, f_v, c_u, c_v = calibration.intrinsic[:4]
-            return common.Intrinsics(f_u, f_v, c_u, c_v)
-    raise common.BadInputError(path, "no FRONT camera calibration in the first frame")
+            return Intrinsics(f_u, f_v, c_u, c_v)
+    raise BadInputError(path, "no FRONT camera calibration in the first frame")
 
 
 def front_jpeg(frame):
@@ -169,12 +176,12 @@ def front_jpeg(frame):
 def decode_front(jpeg, name):
     """FRONT JPEG bytes (or None) → ``[H, W, 3]`` uint8; bad input names ``name``."""
     if jpeg is None:
-        raise common.BadInputError(name, "frame has no FRONT camera image")
-    return common.decode_image(jpeg, name)
+        raise BadInputError(name, "frame has no FRONT camera image")
+    return decode_image(jpeg, name)
 
 
 def segment_frames(path, frame_stride):
-    """:class:`common.FrameRef` of every stride-th FRONT image of a segment, by timestamp.
+    """``FrameRef`` of every stride-th FRONT image of a segment, by timestamp.
 
     Only the FRONT JPEGs are kept in memory, not the frames' LiDAR data.
     """
@@ -185,12 +192,11 @@ def segment_frames(path, frame_stride):
     refs = []
     for index, (timestamp, jpeg) in enumerate(images[::frame_stride]):
         name = f"{path}#{index * frame_stride}"
-        refs.append(common.FrameRef(str(timestamp), name,
-                                    functools.partial(decode_front, jpeg, name)))
+        refs.append(FrameRef(str(timestamp), name, functools.partial(decode_front, jpeg, name)))
     return refs
 
 
-class WaymoTriplets(common.TripletBuilder):
+class WaymoTriplets(TripletBuilder):
     """Waymo Open Dataset FRONT camera triplets with calibrated intrinsics."""
 
     BUILDER_CONFIG_CLASS = WaymoConfig
@@ -199,6 +205,7 @@ class WaymoTriplets(common.TripletBuilder):
         "Download the perception v1 segment-*.tfrecord files (training/, validation/) from "
         "https://waymo.com/open/download/ into manual_dir."
     )
+    INPUT_PATTERNS = ("segment-*.tfrecord", "*/segment-*.tfrecord")
 
     def _videos(self, root):
         videos = {}
@@ -206,20 +213,20 @@ class WaymoTriplets(common.TripletBuilder):
             for path in sorted((root / folder).glob("segment-*.tfrecord")):
                 try:
                     videos.setdefault(split, []).append(self._video(path))
-                except common.BadInputError as error:
+                except BadInputError as error:
                     self.bad_input(error)
         return videos
 
     def _video(self, path):
         first = list(iter_frames(path, limit=1))
         if not first:
-            raise common.BadInputError(path, "segment holds no frames")
+            raise BadInputError(path, "segment holds no frames")
         config = self.builder_config
-        return common.VideoSource(
+        return VideoSource(
             video_id=first[0].context.name or path.stem,
             source=str(path),
             frames=functools.partial(segment_frames, path, config.frame_stride),
-            crop=functools.partial(common.centre_crop_to_aspect,
+            crop=functools.partial(centre_crop_to_aspect,
                                    aspect=config.width / config.height),
             intrinsics=front_intrinsics(first[0], path),
         )
@@ -228,11 +235,12 @@ class WaymoTriplets(common.TripletBuilder):
 def main(argv):
     del argv
     values = flags.FLAGS
-    config = waymo_config(values.height, values.width, values.frame_stride)
-    common.run(WaymoTriplets, config, values)
+    config = waymo_config(values.height, values.width, values.frame_stride, values.resize)
+    convert.run(WaymoTriplets, config, values)
 
 
 if __name__ == "__main__":
-    common.define_common_flags()
+    convert.define_common_flags()
+    flags.adopt_module_key_flags(convert)  # --help lists the common flags too
     flags.DEFINE_integer("frame_stride", 1, "Keep every n-th frame (source: 10 Hz).")
-    app.run(main)
+    cli.run(main)

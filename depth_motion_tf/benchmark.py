@@ -34,6 +34,8 @@ import time
 from absl import app, flags
 import numpy as np
 
+from depth_motion_tf import cli
+
 TRAIN_KEYS = (
     "batch_size", "jit_compile", "mixed_precision", "policy", "replicas", "xla_active",
     "step_ms", "examples_per_s", "host_peak_rss_mb", "gpu_peak_mb", "forward_flops",
@@ -154,7 +156,7 @@ def benchmark_training(data_dir, height, width, batch_size, jit_compile, mixed_p
     import tensorflow as tf
 
     from depth_motion_tf import config as config_lib
-    from depth_motion_tf import data
+    from depth_motion_tf import data, train
 
     policy = config_lib.set_precision_policy(mixed_precision)
     strategy = train.make_strategy()
@@ -471,8 +473,21 @@ def _on_off(values, name):
     return [mapping[v] for v in values]
 
 
+def _positive_ints(values, name, also=()):
+    """``--name`` list values as ints ≥ 1 (words in ``also`` kept as they are); raises app.UsageError."""
+    try:
+        numbers = [v if v in also else int(v) for v in values]
+    except ValueError:
+        numbers = []
+    if not numbers or any(n not in also and n < 1 for n in numbers):
+        raise app.UsageError(f"--{name}={','.join(values)}: expected numbers of at least 1")
+    return numbers
+
+
 def options_from_flags():
     """The CLI's values as a JSON-able dict (validated)."""
+    if not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.output))):
+        raise app.UsageError(f"--output={FLAGS.output}: its folder does not exist")
     if FLAGS.height % 32 or FLAGS.width % 32:
         raise app.UsageError(f"--height and --width must be multiples of 32, got {FLAGS.height}x{FLAGS.width}")
     unknown = set(FLAGS.sections) - set(SECTIONS)
@@ -484,15 +499,16 @@ def options_from_flags():
     return {
         "height": FLAGS.height,
         "width": FLAGS.width,
-        "batch_sizes": [int(b) for b in FLAGS.batch_sizes],
+        "batch_sizes": _positive_ints(FLAGS.batch_sizes, "batch_sizes"),
         "jit_compile": _on_off(FLAGS.jit_compile, "jit_compile"),
         "mixed_precision": list(FLAGS.mixed_precision),
         "warmup_steps": FLAGS.warmup_steps,
         "timed_steps": FLAGS.timed_steps,
-        "input_threads": [0 if t == "all" else int(t) for t in FLAGS.input_threads],
+        "input_threads": [0 if t == "all" else t for t in
+                          _positive_ints(FLAGS.input_threads, "input_threads", also=("all",))],
         "input_cache": _on_off(FLAGS.input_cache, "input_cache"),
         "input_batches": FLAGS.input_batches,
-        "inference_batch_sizes": [int(b) for b in FLAGS.inference_batch_sizes],
+        "inference_batch_sizes": _positive_ints(FLAGS.inference_batch_sizes, "inference_batch_sizes"),
         "inference_repeats": FLAGS.inference_repeats,
         "num_examples": FLAGS.num_examples,
         "sections": list(FLAGS.sections),
@@ -518,4 +534,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

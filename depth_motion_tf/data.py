@@ -9,7 +9,13 @@ A batch is a dict:
 - ``rgb``: ``[B, 2, H, W, 3]`` float32 in [0, 1], the pair (frame 1, frame 2).
 - ``intrinsics``: ``[B, 3, 3]`` float32 pixels of the output frames.
 - ``video_index``: ``[B]`` int32, the video id hashed into ``num_video_buckets``.
+- ``intrinsics_map``: ``[B, 2, 4]`` float32, what the example's augmentation did
+  to intrinsics of the full frame at the training size (see
+  ``geometry.apply_intrinsics_map``); maps learned per-video intrinsics.
 - ``mask`` (when the data has masks): ``[B, 2, H, W, 1]`` float32 in {0, 1}.
+- ``rotation``, ``translation`` (when the data has camera poses): ``[B, 3]``
+  float32, the ground-truth camera motion 1→2 (radians; metres), mirrored with
+  the frames by a flip.
 """
 import os
 
@@ -106,7 +112,8 @@ def to_pair(example, pair="first", num_video_buckets=1):
         num_video_buckets: size of the per-video table ``video_id`` is hashed into.
     Returns:
         dict ``rgb`` ``[2,H,W,3]`` float32 in [0,1], ``intrinsics`` ``[3,3]``,
-        ``intrinsics_known`` bool, ``video_index`` int32, optional ``mask`` ``[2,H,W,1]`` in {0,1}.
+        ``intrinsics_known`` bool, ``video_index`` int32, optional ``mask`` ``[2,H,W,1]`` in {0,1},
+        optional ``rotation``, ``translation`` ``[3]`` (the camera motion 1→2 from the poses).
     """
     first, second = PAIRS[pair]
     fx, fy, cx, cy = tf.unstack(example[F.INTRINSICS])
@@ -124,6 +131,9 @@ def to_pair(example, pair="first", num_video_buckets=1):
     if F.MASK in example:
         mask = tf.gather(example[F.MASK], [first, second])
         out["mask"] = tf.cast(mask > 127, tf.float32)
+    if F.CAMERA_TO_WORLD in example:
+        poses = example[F.CAMERA_TO_WORLD]
+        out["rotation"], out["translation"] = geometry.relative_motion(poses[first], poses[second])
     return out
 
 
@@ -140,15 +150,18 @@ def augment(pair_example, seed, height, width, crop=True, flip=True):
     uniform in [``width``, stored W]) at a random offset is area-resized to
     ``height`` x ``width``; then a left-right flip with probability 1/2. The
     intrinsics follow: crop shifts (cx, cy), resize scales (fx, cx) and (fy, cy)
-    by the width and height ratios, flip maps cx to ``width - 1 - cx``.
-    Without ``crop`` the full frame is resized.
+    by the width and height ratios, flip maps cx to ``width - 1 - cx``. A flip
+    mirrors the world too (X → -X), so a ground-truth motion is mirrored:
+    ``ry, rz, tx`` change sign. Without ``crop`` the full frame is resized.
 
     Args:
         pair_example: dict from :func:`to_pair`.
         seed: ``[2]`` int64 stateless seed (e.g. from ``tf.data.Dataset.random``).
         height, width: output size in pixels.
     Returns:
-        The dict with ``rgb`` (and ``mask``) at ``[2, height, width, C]`` and adjusted ``intrinsics``.
+        The dict with ``rgb`` (and ``mask``) at ``[2, height, width, C]``, adjusted
+        ``intrinsics`` (and motion), and ``intrinsics_map`` ``[2, 4]``: the map
+        from the full frame resized to ``height`` x ``width`` to this output.
     """
     seeds = tf.random.experimental.stateless_split(seed, 5)
     shape = tf.shape(pair_example["rgb"])
@@ -161,12 +174,12 @@ def augment(pair_example, seed, height, width, crop=True, flip=True):
     else:
         crop_h, crop_w, top, left = stored_h, stored_w, 0, 0
     out = dict(pair_example)
-    intrinsics = geometry.crop_intrinsics(
-        pair_example["intrinsics"], tf.cast(left, tf.float32), tf.cast(top, tf.float32)
-    )
-    intrinsics = geometry.scale_intrinsics(
-        intrinsics, width / tf.cast(crop_w, tf.float32), height / tf.cast(crop_h, tf.float32)
-    )
+    mapping = geometry.compose_intrinsics_maps(
+        geometry.scale_intrinsics_map(
+            width / tf.cast(crop_w, tf.float32), height / tf.cast(crop_h, tf.float32)
+        ),
+        geometry.crop_intrinsics_map(tf.cast(left, tf.float32), tf.cast(top, tf.float32)),
+    )  # stored frame → output
     window = lambda x: tf.image.resize(  # noqa: E731
         x[:, top : top + crop_h, left : left + crop_w], [height, width], method="area"
     )
@@ -178,10 +191,22 @@ def augment(pair_example, seed, height, width, crop=True, flip=True):
         out["rgb"] = tf.where(do_flip, tf.reverse(out["rgb"], [2]), out["rgb"])
         if "mask" in out:
             out["mask"] = tf.where(do_flip, tf.reverse(out["mask"], [2]), out["mask"])
-        intrinsics = tf.where(
-            do_flip, geometry.flip_intrinsics(intrinsics, width), intrinsics
+        mapping = tf.where(
+            do_flip, geometry.compose_intrinsics_maps(geometry.flip_intrinsics_map(width), mapping),
+            mapping,
         )
-    out["intrinsics"] = intrinsics
+        if "rotation" in out:
+            # S R S and S t with S = diag(-1, 1, 1): Rx(rx) Ry(-ry) Rz(-rz), (-tx, ty, tz).
+            sign = lambda flipped: tf.where(do_flip, tf.constant(flipped), tf.ones([3]))  # noqa: E731
+            out["rotation"] = out["rotation"] * sign([1.0, -1.0, -1.0])
+            out["translation"] = out["translation"] * sign([-1.0, 1.0, 1.0])
+    out["intrinsics"] = geometry.apply_intrinsics_map(mapping, pair_example["intrinsics"])
+    stored_to_full = geometry.scale_intrinsics_map(
+        width / tf.cast(stored_w, tf.float32), height / tf.cast(stored_h, tf.float32)
+    )
+    out["intrinsics_map"] = geometry.compose_intrinsics_maps(
+        mapping, geometry.invert_intrinsics_map(stored_to_full)
+    )
     return out
 
 

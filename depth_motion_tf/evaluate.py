@@ -30,7 +30,8 @@ import tensorflow as tf
 import tqdm
 from absl import app, flags
 
-from depth_motion_tf import export, ground_truth, metrics, visualize
+from depth_motion_tf import cli, export, ground_truth, metrics, visualize
+from depth_motion_tf.errors import BadInputError
 
 DATASETS = ("kitti_eigen", "kitti_benchmark", "cityscapes", "folder", "tfds")
 # Prediction sources accepted by the CLI: exactly one must be given.
@@ -168,10 +169,11 @@ def saved_model_predict_fn(path):
 
     The signature takes ``image``: ``[B, H, W, 3]`` uint8 and returns ``depth``:
     ``[B, H, W, 1]`` float32.
+
+    Raises:
+        BadInputError: naming ``path`` when it is no SavedModel with a ``depth`` signature.
     """
-    loaded = tf.saved_model.load(str(path))
-    if "depth" not in loaded.signatures:
-        raise ValueError(f"{path}: SavedModel has no 'depth' signature (has {list(loaded.signatures)})")
+    loaded = export.load_saved_model(path, needed=["depth"])
     signature = loaded.signatures["depth"]
 
     def predict_depth(images):
@@ -190,34 +192,49 @@ def load_predictions(path, count):
             ``.png`` files (metres·256) whose sorted names follow the sample order.
         count: expected number of predictions.
     Returns:
-        A sequence of ``[h, w]`` float arrays (folder files are read lazily).
+        A sequence of ``[h, w(, 1)]`` float arrays, each read (folder files) and
+        checked on access.
+    Raises:
+        BadInputError: naming ``path`` when it holds no predictions or not ``count``
+            of them, or (on access) naming the file of a prediction that is not finite.
     """
     path = pathlib.Path(path)
     if path.is_dir():
         extensions = ground_truth.DEPTH_EXTENSIONS
-        predictions = _LazyFiles(sorted(p for p in path.iterdir() if p.suffix.lower() in extensions))
-    elif path.suffix == ".npz":
+        predictions = sorted(p for p in path.iterdir() if p.suffix.lower() in extensions)
+    elif path.suffix == ".npz" and path.is_file():
         predictions = ground_truth.read_npz_depth(path)
-    elif path.suffix == ".npy":
+    elif path.suffix == ".npy" and path.is_file():
         predictions = np.load(path, mmap_mode="r")
     else:
-        raise FileNotFoundError(f"{path}: not a folder, .npy or .npz of predictions")
+        raise BadInputError(path, "not a folder, .npy or .npz of predictions")
     if len(predictions) != count:
-        raise ValueError(f"{path}: {len(predictions)} predictions for {count} ground-truth images")
-    return predictions
+        raise BadInputError(path, f"{len(predictions)} predictions for {count} ground-truth images")
+    return _CheckedPredictions(path, predictions)
 
 
-class _LazyFiles:
-    """A sequence of depth files, each read on access."""
+class _CheckedPredictions:
+    """The predictions of :func:`load_predictions`: files read on access, every one checked finite."""
 
-    def __init__(self, files):
-        self._files = files
+    def __init__(self, path, items):
+        self._path = path
+        self._items = items  # an [N, h, w(, 1)] array, or N depth files
 
     def __len__(self):
-        return len(self._files)
+        return len(self._items)
 
     def __getitem__(self, index):
-        return ground_truth.read_depth_file(self._files[index])
+        item = self._items[index]
+        if isinstance(item, pathlib.Path):
+            source, depth = item, ground_truth.read_depth_file(item)
+        else:
+            source, depth = self._path, np.asarray(item)
+        bad = np.count_nonzero(~np.isfinite(depth))
+        if bad:
+            raise BadInputError(
+                source, f"prediction {index} has {bad} non-finite (NaN/inf) values"
+            )
+        return depth
 
 
 def per_image_rows(result):
@@ -339,11 +356,13 @@ def define_flags(flag_values=flags.FLAGS):
         "predictions", None,
         "Precomputed depth: .npy/.npz [N,H,W] or a folder of files, in sample order.",
         flag_values=fv)
-    flags.DEFINE_integer("batch_size", 8, "Images per model call.", flag_values=fv)
+    flags.DEFINE_integer("batch_size", 8, "Images per model call.", lower_bound=1, flag_values=fv)
     flags.DEFINE_integer(
-        "input_height", 0, "Resize inputs to this height first (0: native).", flag_values=fv)
+        "input_height", 0, "Resize inputs to this height first (0: native).", lower_bound=0,
+        flag_values=fv)
     flags.DEFINE_integer(
-        "input_width", 0, "Resize inputs to this width first (0: native).", flag_values=fv)
+        "input_width", 0, "Resize inputs to this width first (0: native).", lower_bound=0,
+        flag_values=fv)
     flags.DEFINE_bool(
         "no_median_scaling", False,
         "Do not median-scale (metric models); multiply by --scale instead.", flag_values=fv)
@@ -362,6 +381,19 @@ def define_flags(flag_values=flags.FLAGS):
     flags.mark_flags_as_mutual_exclusive(PREDICTION_FLAGS, required=True, flag_values=fv)
 
 
+# Flags naming inputs that must exist.
+INPUT_PATH_FLAGS = (
+    "data_dir", "split_file", "kitti_depth_dir", "gt_dir", "saved_model", "model_dir", "predictions",
+)
+
+
+def check_flags(fv):
+    """Raises app.UsageError for flags that cannot work, before anything is read or built."""
+    cli.check_paths(fv, INPUT_PATH_FLAGS)
+    if bool(fv.input_height) != bool(fv.input_width):
+        raise app.UsageError("--input_height and --input_width go together (or neither)")
+
+
 def samples_from_flags(fv):
     """The ground-truth :class:`~depth_motion_tf.ground_truth.Samples` the flags select."""
     if fv.dataset.startswith("kitti") and not fv.split_file:
@@ -376,11 +408,21 @@ def samples_from_flags(fv):
     if fv.dataset == "folder":
         if not fv.gt_dir:
             raise app.UsageError("--dataset=folder needs --gt_dir")
-        crop = tuple(float(x) for x in fv.crop) if fv.crop else None
-        if crop is not None and len(crop) != 4:
-            raise app.UsageError("--crop takes four fractions: top,bottom,left,right")
-        return ground_truth.folder_samples(fv.data_dir, fv.gt_dir, crop)
+        return ground_truth.folder_samples(fv.data_dir, fv.gt_dir, crop_from_flag(fv.crop))
     return ground_truth.tfds_samples(fv.data_dir, fv.split)
+
+
+def crop_from_flag(values):
+    """``--crop`` → ``(top, bottom, left, right)`` fractions, or None; raises app.UsageError when invalid."""
+    if not values:
+        return None
+    try:
+        crop = tuple(float(x) for x in values)
+    except ValueError:
+        crop = ()
+    if len(crop) != 4:
+        raise app.UsageError(f"--crop={','.join(values)}: takes four fractions: top,bottom,left,right")
+    return crop
 
 
 def predict_fn_from_flags(fv):
@@ -393,6 +435,7 @@ def predict_fn_from_flags(fv):
 
 def run(fv):
     """Evaluates as the parsed flags say, prints the table, writes the outputs; returns the result."""
+    check_flags(fv)
     samples = samples_from_flags(fv)
     protocol = dict(
         median_scaling=not fv.no_median_scaling, scale=fv.scale, min_depth=fv.min_depth,
@@ -420,4 +463,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -1,27 +1,34 @@
 """SavedModel (and TFLite) export for serving, and in-process predictors.
 
-    python -m depth_motion_tf.export --model_dir=runs/kitti [--checkpoint=...] [--output=...] [--tflite]
+    python -m depth_motion_tf.export --model_dir=runs/kitti [--checkpoint=...] [--output=...] \
+        [--signatures=depth,motion] [--tflite] [--jit_compile]
 
-Signatures of the SavedModel (any input size; frames are resized to the
-model's resolution inside and outputs resized back where they are images):
+The SavedModel holds the networks only (the depth net, with ``motion`` also
+the motion net and a per-video intrinsics table when the model has one): no
+optimizer state, no training counters. Its signatures (any input size; frames
+are resized to the model's resolution inside and outputs resized back where
+they are images):
 - ``depth``: ``image`` uint8 ``[B, H, W, 3]`` → ``depth`` float32 ``[B, H, W, 1]``.
 - ``motion``: ``image1``, ``image2`` uint8 ``[B, H, W, 3]`` → ``rotation`` ``[B, 3]``
   (radians, R = Rx Ry Rz), ``translation`` ``[B, 3]`` (camera 1→2, depth units),
   ``residual_translation`` ``[B, h, w, 3]`` (at the model's resolution),
   ``intrinsics`` ``[B, 3, 3]`` (the motion net's prediction, pixels of the input size).
-- ``serving_default`` = ``depth``.
+  The residual field is weighted by the motion-field burn-in of the exported
+  step (zero for a checkpoint taken before the field trained).
+- ``serving_default`` = ``depth`` (``motion`` in a motion-only export).
+``--signatures=depth`` writes the depth network alone (about a quarter of the size).
 
 ``--jit_compile`` marks the depth network for XLA: about 20% faster on CPU,
 but the serving runtime must allow XLA JIT (TensorFlow does; TF Serving only
 with ``--xla_cpu_compilation_enabled`` on CPU), so it is off by default.
 
-``--tflite`` also writes ``depth.tflite`` next to the SavedModel: the depth
+``--tflite`` also writes ``depth.tflite`` inside the SavedModel folder: the depth
 signature at the model's resolution, batch 1 (``image`` uint8 ``[1, h, w, 3]``
 → ``[1, h, w, 1]`` float32 depth; no resizing inside).
 """
 import dataclasses
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from absl import app, flags
 import numpy as np
@@ -30,9 +37,13 @@ from tensorflow.python.framework.convert_to_constants import (
     convert_variables_to_constants_v2,
 )
 
+from depth_motion_tf import cli
 from depth_motion_tf.config import build_model, load_config, set_precision_policy
+from depth_motion_tf.errors import BadInputError
 
+SIGNATURES = ("depth", "motion")
 TFLITE_FILE = "depth.tflite"
+_IMAGE = tf.TensorSpec([None, None, None, 3], tf.uint8)
 
 
 def _to_model_input(images, height, width):
@@ -41,27 +52,59 @@ def _to_model_input(images, height, width):
     return tf.image.resize(images, [height, width], method="bilinear", antialias=True)
 
 
+def checkpoint_step(model):
+    """The optimizer step the weights of a compiled ``model`` were trained to (Python int)."""
+    return int(model.optimizer.iterations.numpy())
+
+
 class _Serving(tf.Module):
-    """Holds the model and the signature functions for ``tf.saved_model.save``."""
+    """What ``tf.saved_model.save`` writes: the networks and the signature functions.
 
-    def __init__(self, model, jit_compile=False):
+    The Keras model itself is not an attribute (it would bring the optimizer and
+    its moments along): the functions close over it and call its inference
+    methods, whose variables all belong to the networks tracked here.
+    """
+
+    def __init__(self, model, signatures=SIGNATURES, jit_compile=False):
         super().__init__()
-        self.model = model
-        # The network alone: XLA cannot compile the antialiased resize around it.
-        self._network = tf.function(lambda x: model(x), jit_compile=True) if jit_compile else model
-        image = tf.TensorSpec([None, None, None, 3], tf.uint8)
-        self.depth = tf.function(self._depth, input_signature=[image])
-        self.motion = tf.function(self._motion, input_signature=[image, image])
+        self.depth_net = model.depth_net
+        if "depth" in signatures:
+            self.depth = _depth_function(model, jit_compile)
+        if "motion" in signatures:
+            self.motion_net = model.motion_net
+            if getattr(model, "video_intrinsics", None) is not None:
+                self.video_intrinsics = model.video_intrinsics
+            self.motion = _motion_function(model, checkpoint_step(model))
 
-    def _depth(self, image):
+    def signatures(self):
+        """``{name: function}`` for ``tf.saved_model.save``, ``serving_default`` included."""
+        functions = {name: getattr(self, name) for name in SIGNATURES if hasattr(self, name)}
+        return {**functions, "serving_default": next(iter(functions.values()))}
+
+
+def _depth_function(model, jit_compile):
+    """The ``depth`` signature's function (see the module docstring)."""
+    # The network alone: XLA cannot compile the antialiased resize around it.
+    network = tf.function(lambda x: model(x), jit_compile=True) if jit_compile else model
+
+    @tf.function(input_signature=[_IMAGE])
+    def depth(image):
         size = tf.shape(image)[1:3]
-        depth = self._network(_to_model_input(image, self.model.height, self.model.width))
+        depth = network(_to_model_input(image, model.height, model.width))
         return {"depth": tf.image.resize(depth, size, method="bilinear")}
 
-    def _motion(self, image1, image2):
-        h, w = self.model.height, self.model.width
-        motion = self.model.predict_motion(
-            _to_model_input(image1, h, w), _to_model_input(image2, h, w)
+    return depth
+
+
+def _motion_function(model, step):
+    """The ``motion`` signature's function, the residual field weighted as at training ``step`` (int)."""
+    h, w = model.height, model.width
+    step = tf.constant(step, tf.int64)
+
+    @tf.function(input_signature=[_IMAGE, _IMAGE])
+    def motion(image1, image2):
+        motion = model.predict_motion(
+            _to_model_input(image1, h, w), _to_model_input(image2, h, w), step=step
         )
         size = tf.cast(tf.shape(image1)[1:3], tf.float32)
         scale = tf.stack([size[1] / w, size[0] / h, 1.0])
@@ -72,30 +115,25 @@ class _Serving(tf.Module):
             "intrinsics": motion["intrinsics"] * scale[None, :, None],
         }
 
+    return motion
 
-def export_saved_model(model, path, jit_compile=False):
-    """Writes ``model`` as a SavedModel with ``depth``, ``motion`` and ``serving_default``.
+
+def export_saved_model(model, path, jit_compile=False, signatures=SIGNATURES):
+    """Writes the networks of ``model`` as a SavedModel with the chosen signatures.
 
     Args:
-        model: a built ``DepthMotionModel``.
+        model: a built, compiled ``DepthMotionModel`` (its optimizer step is exported).
         path: output folder (replaced if it exists).
         jit_compile: compile the depth network with XLA when served (see the module docstring).
+        signatures: a non-empty subset of :data:`SIGNATURES`.
     Returns:
         ``path``.
     """
-    serving = _Serving(model, jit_compile)
+    serving = _Serving(model, signatures, jit_compile)
     tmp = path.rstrip("/") + ".tmp"
     if tf.io.gfile.exists(tmp):
         tf.io.gfile.rmtree(tmp)
-    tf.saved_model.save(
-        serving,
-        tmp,
-        signatures={
-            "depth": serving.depth,
-            "motion": serving.motion,
-            "serving_default": serving.depth,
-        },
-    )
+    tf.saved_model.save(serving, tmp, signatures=serving.signatures())
     if tf.io.gfile.exists(path):
         tf.io.gfile.rmtree(path)
     tf.io.gfile.rename(tmp, path)
@@ -141,13 +179,13 @@ class Signatures:
     module docstring.
 
     Attributes:
-        depth, motion: the two functions.
+        depth, motion: the two functions (None when the SavedModel lacks one).
         source: what they were loaded from (for messages).
         owner: the loaded object that keeps their variables alive.
     """
 
-    depth: Callable
-    motion: Callable
+    depth: Optional[Callable]
+    motion: Optional[Callable]
     source: str
     owner: Any
 
@@ -156,6 +194,32 @@ def model_signatures(model, source="the Keras model"):
     """The SavedModel's ``depth`` and ``motion`` functions, in process, for a built ``DepthMotionModel``."""
     serving = _Serving(model)
     return Signatures(serving.depth, serving.motion, source, serving)
+
+
+def load_saved_model(path, needed=SIGNATURES):
+    """Loads a SavedModel folder and checks that it has the ``needed`` signatures.
+
+    Returns:
+        The loaded object (``.signatures`` holds the functions).
+    Raises:
+        BadInputError: naming ``path`` when it is missing, not a SavedModel, or lacks a signature.
+    """
+    path = str(path)
+    if not tf.io.gfile.isdir(path):
+        raise BadInputError(path, "SavedModel folder not found")
+    if not tf.saved_model.contains_saved_model(path):
+        raise BadInputError(path, "not a SavedModel folder (no saved_model.pb)")
+    try:
+        loaded = tf.saved_model.load(path)
+    except (OSError, ValueError, tf.errors.OpError) as error:
+        raise BadInputError(path, f"cannot be loaded as a SavedModel: {error}") from None
+    missing = [name for name in needed if name not in loaded.signatures]
+    if missing:
+        raise BadInputError(
+            path, f"SavedModel has no {' or '.join(missing)} signature (has "
+            f"{sorted(loaded.signatures)}); export it with --signatures={','.join(SIGNATURES)}"
+        )
+    return loaded
 
 
 def load_signatures(saved_model=None, model_dir=None, checkpoint=None):
@@ -168,19 +232,13 @@ def load_signatures(saved_model=None, model_dir=None, checkpoint=None):
     Returns:
         :class:`Signatures`.
     Raises:
-        ValueError: naming the SavedModel when it lacks a signature.
+        BadInputError: naming the SavedModel when it cannot be loaded or lacks a signature.
     """
     if (saved_model is None) == (model_dir is None):
         raise ValueError("give exactly one of saved_model and model_dir")
     if model_dir is not None:
         return model_signatures(load_model(model_dir, checkpoint), str(model_dir))
-    loaded = tf.saved_model.load(str(saved_model))
-    missing = [name for name in ("depth", "motion") if name not in loaded.signatures]
-    if missing:
-        raise ValueError(
-            f"{saved_model}: SavedModel has no {' or '.join(missing)} signature "
-            f"(has {sorted(loaded.signatures)})"
-        )
+    loaded = load_saved_model(saved_model)
     signatures = loaded.signatures
     return Signatures(signatures["depth"], signatures["motion"], str(saved_model), loaded)
 
@@ -222,6 +280,8 @@ def load_model(model_dir, checkpoint=None):
     checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
     if not checkpoint:
         raise FileNotFoundError(f"{model_dir}/checkpoints: no checkpoint found")
+    if not tf.io.gfile.exists(f"{checkpoint}.index"):
+        raise FileNotFoundError(f"{checkpoint}: no such checkpoint (no {checkpoint}.index)")
     set_precision_policy("off")
     model = build_model(config, tf.distribute.get_strategy())
     tf.train.Checkpoint(model=model, optimizer=model.optimizer).restore(checkpoint).expect_partial()
@@ -237,23 +297,39 @@ def define_flags(flag_values=flags.FLAGS):
                         flag_values=fv)
     flags.DEFINE_string("output", None, "SavedModel folder (default: <model_dir>/saved_model).",
                         flag_values=fv)
+    flags.DEFINE_list("signatures", list(SIGNATURES), "Signatures to export: depth,motion "
+                      "(default), or depth alone (the depth network only, about a quarter "
+                      "of the size).", flag_values=fv)
     flags.DEFINE_bool("jit_compile", False, "Compile the depth network with XLA when served "
                       "(faster; the runtime must allow XLA JIT).", flag_values=fv)
     flags.DEFINE_bool("tflite", False, f"Also write {TFLITE_FILE} (depth at the model's "
-                      "resolution, batch 1) next to the SavedModel.", flag_values=fv)
+                      "resolution, batch 1) inside the SavedModel folder.", flag_values=fv)
     flags.mark_flag_as_required("model_dir", flag_values=fv)
+
+
+def signatures_from_flag(values):
+    """``--signatures`` as a tuple in :data:`SIGNATURES` order; raises app.UsageError when invalid."""
+    unknown = sorted(set(values) - set(SIGNATURES))
+    if unknown or not values:
+        raise app.UsageError(
+            f"--signatures={','.join(values)}: choose one or both of {', '.join(SIGNATURES)}"
+        )
+    return tuple(name for name in SIGNATURES if name in values)
 
 
 def run(fv):
     """Exports as the parsed flags say and prints one summary line; returns the written paths."""
+    signatures = signatures_from_flag(fv.signatures)
     model = load_model(fv.model_dir, fv.checkpoint)
     output = fv.output or os.path.join(fv.model_dir, "saved_model")
-    paths = [export_saved_model(model, output, fv.jit_compile)]
+    paths = [export_saved_model(model, output, fv.jit_compile, signatures)]
+    written = [f"{output} (signatures: {', '.join(signatures)}; {cli.disk_size(output)})"]
     if fv.tflite:
-        paths.append(export_tflite(model, os.path.join(os.path.dirname(output.rstrip("/")), TFLITE_FILE)))
+        paths.append(export_tflite(model, os.path.join(output, TFLITE_FILE)))
+        written.append(f"{paths[-1]} ({cli.disk_size(paths[-1])})")
     print(
-        f"Exported step {int(model.optimizer.iterations.numpy())} of {fv.model_dir} "
-        f"({model.height}x{model.width}) to {', '.join(paths)} (signatures: depth, motion)"
+        f"Exported step {checkpoint_step(model)} of {fv.model_dir} ({model.height}x{model.width}) "
+        f"to {' and '.join(written)}"
     )
     return paths
 
@@ -265,4 +341,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

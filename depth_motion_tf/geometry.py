@@ -31,6 +31,49 @@ def rotation_matrix(angles):
     return tf.stack([tf.stack(row, axis=-1) for row in rows], axis=-2)
 
 
+def euler_angles(matrix):
+    """Angles ``(rx, ry, rz)`` of ``R = Rx(rx) · Ry(ry) · Rz(rz)``, the inverse of :func:`rotation_matrix`.
+
+    ``ry = asin(R02)``, ``rx = atan2(-R12, R22)``, ``rz = atan2(-R01, R00)``
+    (unique for ``|ry| < π/2``).
+
+    Args:
+        matrix: ``[..., 3, 3]`` float rotation matrix.
+    Returns:
+        ``[..., 3]`` float32 angles in radians.
+    """
+    m = _float32(matrix)
+    ry = tf.asin(tf.clip_by_value(m[..., 0, 2], -1.0, 1.0))
+    rx = tf.atan2(-m[..., 1, 2], m[..., 2, 2])
+    rz = tf.atan2(-m[..., 0, 1], m[..., 0, 0])
+    return tf.stack([rx, ry, rz], axis=-1)
+
+
+def invert_motion(rotation, translation):
+    """The inverse rigid motion: ``R⁻¹ = Rᵀ``, ``t⁻¹ = −Rᵀ t`` (through rotation matrices).
+
+    Args:
+        rotation: ``[..., 3]`` float angles of ``R`` (radians).
+        translation: ``[..., 3]`` float ``t`` (``X' = R X + t``).
+    Returns:
+        ``(angles, translation)`` of the inverse, ``[..., 3]`` float32 each.
+    """
+    transposed = tf.linalg.matrix_transpose(rotation_matrix(rotation))
+    return euler_angles(transposed), -tf.linalg.matvec(transposed, _float32(translation))
+
+
+def relative_motion(camera_to_world1, camera_to_world2):
+    """Camera motion 1→2 from two poses: ``X2 = R X1 + t`` with ``[R | t] = inv(P2) · P1``.
+
+    Args:
+        camera_to_world1, camera_to_world2: ``[..., 4, 4]`` float poses ``P1``, ``P2``.
+    Returns:
+        ``(angles, translation)``, ``[..., 3]`` float32 each (radians; the poses' units).
+    """
+    motion = tf.linalg.inv(_float32(camera_to_world2)) @ _float32(camera_to_world1)
+    return euler_angles(motion[..., :3, :3]), motion[..., :3, 3]
+
+
 def intrinsics_matrix(fx, fy, cx, cy):
     """Pinhole intrinsics matrix (zero skew).
 
@@ -76,46 +119,64 @@ def invert_intrinsics(intrinsics):
     return tf.stack([tf.stack(row, axis=-1) for row in rows], axis=-2)
 
 
-def scale_intrinsics(intrinsics, sx, sy):
-    """Intrinsics of an image resized by ``sx`` horizontally and ``sy`` vertically.
+# An intrinsics map is what a crop, resize or flip does to (fx, fy, cx, cy): the
+# affine map ``v' = scale · v + offset`` per component, stored as ``[..., 2, 4]``
+# (row 0 the scale, row 1 the offset). Maps compose, so the data pipeline can hand
+# the model the map of each example's augmentation (for learned intrinsics).
 
-    Plain scaling (METHOD.md §5): ``fx, cx`` times ``sx``; ``fy, cy`` times ``sy``.
 
-    Args:
-        intrinsics: ``[..., 3, 3]`` float ``K``.
-        sx, sy: scalars or ``[...]`` floats, new size / old size.
-    Returns:
-        ``[..., 3, 3]`` float32.
-    """
-    fx, fy, cx, cy = tf.unstack(intrinsics_vector(intrinsics), axis=-1)
+def intrinsics_map(scale, offset):
+    """``[..., 2, 4]`` float32 map from ``[..., 4]`` ``scale`` and ``offset``."""
+    return tf.stack([_float32(scale), _float32(offset)], axis=-2)
+
+
+def crop_intrinsics_map(offset_x, offset_y):
+    """Map of a crop whose top-left pixel is ``(offset_x, offset_y)``: ``cx - offset_x``, ``cy - offset_y``."""
+    zero = tf.zeros([])
+    return intrinsics_map(tf.ones([4]), tf.stack([zero, zero, -_float32(offset_x), -_float32(offset_y)]))
+
+
+def scale_intrinsics_map(sx, sy):
+    """Map of a resize by ``sx``, ``sy`` (new / old size): ``fx, cx`` times ``sx``; ``fy, cy`` times ``sy``."""
     sx, sy = _float32(sx), _float32(sy)
-    return intrinsics_matrix(fx * sx, fy * sy, cx * sx, cy * sy)
+    return intrinsics_map(tf.stack([sx, sy, sx, sy]), tf.zeros([4]))
 
 
-def crop_intrinsics(intrinsics, offset_x, offset_y):
-    """Intrinsics of a crop whose top-left pixel is ``(offset_x, offset_y)``.
+def flip_intrinsics_map(width):
+    """Map of a left-right flip of a ``width``-pixel image: ``cx → width - 1 - cx``, ``cy`` kept."""
+    zero = tf.zeros([])
+    return intrinsics_map(
+        tf.constant([1.0, 1.0, -1.0, 1.0]), tf.stack([zero, zero, _float32(width) - 1.0, zero])
+    )
+
+
+def compose_intrinsics_maps(outer, inner):
+    """The map ``outer ∘ inner`` (``inner`` applied first); ``[..., 2, 4]`` each."""
+    outer, inner = _float32(outer), _float32(inner)
+    scale = outer[..., 0, :] * inner[..., 0, :]
+    offset = outer[..., 0, :] * inner[..., 1, :] + outer[..., 1, :]
+    return intrinsics_map(scale, offset)
+
+
+def invert_intrinsics_map(mapping):
+    """The inverse map (scales must be nonzero); ``[..., 2, 4]``."""
+    mapping = _float32(mapping)
+    scale = 1.0 / mapping[..., 0, :]
+    return intrinsics_map(scale, -scale * mapping[..., 1, :])
+
+
+def apply_intrinsics_map(mapping, intrinsics):
+    """Intrinsics after a crop/resize/flip map.
 
     Args:
+        mapping: ``[..., 2, 4]`` float map (broadcasts against ``intrinsics``).
         intrinsics: ``[..., 3, 3]`` float ``K``.
-        offset_x, offset_y: scalars or ``[...]`` floats, crop offset in pixels.
     Returns:
-        ``[..., 3, 3]`` float32 with ``cx - offset_x``, ``cy - offset_y``.
+        ``[..., 3, 3]`` float32 ``K'`` with ``(fx, fy, cx, cy)' = scale · (fx, fy, cx, cy) + offset``.
     """
-    fx, fy, cx, cy = tf.unstack(intrinsics_vector(intrinsics), axis=-1)
-    return intrinsics_matrix(fx, fy, cx - _float32(offset_x), cy - _float32(offset_y))
-
-
-def flip_intrinsics(intrinsics, width):
-    """Intrinsics of a left-right flipped image of ``width`` pixels.
-
-    Args:
-        intrinsics: ``[..., 3, 3]`` float ``K``.
-        width: scalar or ``[...]`` image width in pixels.
-    Returns:
-        ``[..., 3, 3]`` float32 with ``cx → width - 1 - cx``; ``cy`` unchanged.
-    """
-    fx, fy, cx, cy = tf.unstack(intrinsics_vector(intrinsics), axis=-1)
-    return intrinsics_matrix(fx, fy, _float32(width) - 1.0 - cx, cy)
+    mapping = _float32(mapping)
+    vector = mapping[..., 0, :] * intrinsics_vector(intrinsics) + mapping[..., 1, :]
+    return intrinsics_matrix(*tf.unstack(vector, axis=-1))
 
 
 def per_video_intrinsics(params, height, width):

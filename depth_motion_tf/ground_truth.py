@@ -24,6 +24,7 @@ import tensorflow_datasets as tfds
 import tqdm
 
 from depth_motion_tf import features
+from depth_motion_tf.errors import BadInputError
 from depth_motion_tf.metrics import GARG_CROP
 
 # Cityscapes: the input and ground truth keep the top 75% of rows (the ego car
@@ -101,7 +102,7 @@ def read_npz_depth(path):
             return archive["depth"]
         if len(keys) == 1:
             return archive[keys[0]]
-    raise ValueError(f"{path}: expected a 'depth' array or a single array, found {keys}")
+    raise BadInputError(path, f"expected a 'depth' array or a single array, found {keys}")
 
 
 def read_depth_file(path, png_scale=features.DEPTH_PNG_SCALE):
@@ -120,10 +121,10 @@ def read_depth_file(path, png_scale=features.DEPTH_PNG_SCALE):
     elif suffix == ".npz":
         depth = read_npz_depth(path)
     else:
-        raise ValueError(f"{path}: unsupported depth file type (use {DEPTH_EXTENSIONS})")
+        raise BadInputError(path, f"unsupported depth file type (use {DEPTH_EXTENSIONS})")
     depth = np.squeeze(depth)
     if depth.ndim != 2:
-        raise ValueError(f"{path}: expected a 2-D depth map, got shape {depth.shape}")
+        raise BadInputError(path, f"expected a 2-D depth map, got shape {depth.shape}")
     return depth.astype(np.float32)
 
 
@@ -156,7 +157,7 @@ def read_kitti_split(path):
             continue
         parts = line.split()
         if len(parts) != 3 or parts[2] not in KITTI_CAMERAS or not parts[1].isdigit():
-            raise ValueError(f"{path}:{number}: expected '<date>/<drive> <frame> <l|r>', got {line!r}")
+            raise BadInputError(f"{path}:{number}", f"expected '<date>/<drive> <frame> <l|r>', got {line!r}")
         entries.append(KittiEntry(parts[0], int(parts[1]), parts[2]))
     return entries
 
@@ -270,7 +271,7 @@ def kitti_velodyne_depth(kitti_root, entry, camera_depth=False):
     scan_path = _require_file(scan_dir / f"{entry.frame:010d}.bin")
     points = np.fromfile(scan_path, dtype=np.float32)
     if points.size % 4:
-        raise ValueError(f"{scan_path}: size is not a multiple of 4 float32 values")
+        raise BadInputError(scan_path, "size is not a multiple of 4 float32 values")
     matrix = velodyne_to_image_matrix(cam_to_cam, velo_to_cam, entry.camera)
     return project_velodyne(points.reshape(-1, 4), matrix, height, width, camera_depth)
 
@@ -300,8 +301,8 @@ def load_or_build_velodyne_cache(kitti_root, entries, cache_path, camera_depth=F
         np.savez_compressed(cache_path, names=names, convention=np.array(convention), **depths)
     cache = np.load(cache_path)
     if list(cache["names"]) != list(names) or str(cache["convention"]) != convention:
-        raise ValueError(
-            f"{cache_path}: cached ground truth is for another split or depth convention; "
+        raise BadInputError(
+            cache_path, "cached ground truth is for another split or depth convention; "
             "delete it to rebuild"
         )
     return cache
@@ -398,7 +399,7 @@ def read_cityscapes_camera(path):
     try:
         return float(camera["extrinsic"]["baseline"]), float(camera["intrinsic"]["fx"])
     except KeyError as error:
-        raise ValueError(f"{path}: missing camera field {error}") from None
+        raise BadInputError(path, f"missing camera field {error}") from None
 
 
 def cityscapes_samples(cityscapes_root, split="test"):
@@ -444,6 +445,9 @@ def folder_samples(image_dir, depth_dir, crop=None, png_scale=features.DEPTH_PNG
         png_scale: PNG value per metre.
     Returns:
         :class:`Samples`.
+    Raises:
+        FileNotFoundError: naming the folder, or the depth file an image lacks
+            (checked for every image before anything is read).
     """
     image_dir = pathlib.Path(image_dir)
     if not image_dir.is_dir():
@@ -451,21 +455,24 @@ def folder_samples(image_dir, depth_dir, crop=None, png_scale=features.DEPTH_PNG
     image_paths = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not image_paths:
         raise FileNotFoundError(f"{image_dir}: no {IMAGE_EXTENSIONS} images")
-
-    def depth_path(image_path):
-        for suffix in DEPTH_EXTENSIONS:
-            candidate = pathlib.Path(depth_dir) / f"{image_path.stem}{suffix}"
-            if candidate.is_file():
-                return candidate
-        missing = pathlib.Path(depth_dir) / f"{image_path.stem}.*"
-        raise FileNotFoundError(f"{missing}: no depth file for {image_path}")
+    depth_paths = [_depth_path(depth_dir, path) for path in image_paths]
 
     def iterate():
-        for path in image_paths:
-            depth = read_depth_file(depth_path(path), png_scale)
+        for path, depth_path in zip(image_paths, depth_paths):
+            depth = read_depth_file(depth_path, png_scale)
             yield DepthSample(path.stem, read_image(path), depth, crop)
 
     return Samples(len(image_paths), iterate)
+
+
+def _depth_path(depth_dir, image_path):
+    """``<depth_dir>/<stem>`` + the first of :data:`DEPTH_EXTENSIONS` that exists; raises FileNotFoundError."""
+    for suffix in DEPTH_EXTENSIONS:
+        candidate = pathlib.Path(depth_dir) / f"{image_path.stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    missing = pathlib.Path(depth_dir) / f"{image_path.stem}.*"
+    raise FileNotFoundError(f"{missing}: no depth file for {image_path}")
 
 
 MIDDLE_FRAME = features.FRAMES_PER_EXAMPLE // 2
@@ -482,9 +489,9 @@ def tfds_samples(dataset_dir, split="test"):
     """
     builder = tfds.builder_from_directory(str(dataset_dir))
     if features.DEPTH not in builder.info.features:
-        raise ValueError(f"{dataset_dir}: dataset has no '{features.DEPTH}' feature to evaluate against")
+        raise BadInputError(dataset_dir, f"dataset has no '{features.DEPTH}' feature to evaluate against")
     if split not in builder.info.splits:
-        raise ValueError(f"{dataset_dir}: no split {split!r} (has {list(builder.info.splits)})")
+        raise BadInputError(dataset_dir, f"no split {split!r} (has {list(builder.info.splits)})")
 
     def iterate():
         for example in tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)):

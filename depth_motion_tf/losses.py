@@ -101,7 +101,8 @@ def rgbd_consistency(warped, rgb1, depth2, rgb2):
     """RGB, depth-consistency and SSIM errors of frame 2 seen from frame 1 (METHOD.md §4).
 
     ``Ĩ2, D̃2`` are frame 2's RGB and depth resampled where frame 1's pixels
-    land (depth under stop-gradient); ``O = M ∧ (z' < D̃2)``.
+    land; ``O = M ∧ (z' < D̃2)``. The caller puts ``D2`` under stop-gradient
+    (the reference's ``target_depth_stop_gradient``, on by default).
 
     Args:
         warped: ``(pixel_x, pixel_y, z, mask)`` from :func:`geometry.warp_depth`
@@ -117,7 +118,7 @@ def rgbd_consistency(warped, rgb1, depth2, rgb2):
     """
     pixel_x, pixel_y, z, mask = warped
     rgb1, rgb2 = _float32(rgb1), _float32(rgb2)
-    target = tf.concat([rgb2, tf.stop_gradient(_with_channel(depth2))], axis=-1)
+    target = tf.concat([rgb2, _with_channel(depth2)], axis=-1)
     rgb2_resampled, depth2_resampled = tf.split(
         geometry.resample(target, pixel_x, pixel_y), [3, 1], axis=-1
     )
@@ -332,18 +333,19 @@ def depth_supervision(depth, gt_depth):
 
 
 def depth_variance(depth):
-    """``1 / var(D / mean(D))``: the per-image normalised variance averaged over images, inverted.
+    """``L_dv = 1 / mean((D / μ − 1)²)`` with ONE mean ``μ`` over all the maps (METHOD.md §4).
 
-    Penalises depth maps collapsing to a constant (infinite for a constant depth).
+    As the reference: ``μ`` and the outer mean run over every pixel of every
+    depth map of the step (all ``2B``), not per image. Penalises depth
+    collapsing to a constant (infinite for a constant depth).
 
     Args:
-        depth: ``[B, H, W, 1]`` float positive depth.
+        depth: ``[N, H, W, 1]`` float positive depth.
     Returns:
         Scalar float32.
     """
     depth = _with_channel(depth)
-    normalised = depth / tf.reduce_mean(depth, axis=[1, 2, 3], keepdims=True)
-    return 1.0 / tf.reduce_mean(tf.square(normalised - 1.0))
+    return 1.0 / tf.reduce_mean(tf.square(depth / tf.reduce_mean(depth) - 1.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -370,26 +372,78 @@ def _swap_directions(tensor):
     return tf.roll(tensor, shift=tf.shape(tensor)[0] // 2, axis=0)
 
 
+def loss_pyramid(tensor, num_scales):
+    """``[tensor, pool(tensor), ...]``: ``num_scales`` levels, each a 2x2/2 VALID average pool.
+
+    Args:
+        tensor: ``[B, H, W, C]`` float.
+        num_scales: number of levels (1: just ``tensor``).
+    Returns:
+        List of ``[B, H / 2^s, W / 2^s, C]`` float32, s = 0 .. num_scales - 1.
+    """
+    levels = [_float32(tensor)]
+    for _ in range(1, num_scales):
+        levels.append(tf.nn.avg_pool2d(levels[-1], ksize=2, strides=2, padding="VALID"))
+    return levels
+
+
+def intrinsics_at_scale(intrinsics, scale):
+    """Intrinsics of the ``scale``-th pyramid level (each level halves the size).
+
+    With (0, 0) the centre of the top-left pixel, a 2^s x 2^s average pool maps
+    ``u → (u + 0.5) / 2^s − 0.5``: ``f / 2^s`` and ``c → (c + 0.5) / 2^s − 0.5``
+    (the reference divides ``c`` by ``2^s``, a quarter-pixel off at level 1).
+
+    Args:
+        intrinsics: ``[B, 3, 3]`` float ``K``.
+        scale: int level s.
+    Returns:
+        ``[B, 3, 3]`` float32.
+    """
+    factor = 1.0 / 2**scale
+    shift = 0.5 * factor - 0.5
+    mapping = geometry.intrinsics_map([factor] * 4, [0.0, 0.0, shift, shift])
+    return geometry.apply_intrinsics_map(mapping, intrinsics)
+
+
 class DepthMotionLosses:
     """The weighted sum of METHOD.md §4 for both directions in one batched pass.
 
     Inputs are direction-stacked, ``2B`` rows: rows ``0..B-1`` the direction
     1→2, rows ``B..2B-1`` the direction 2→1; row ``i``'s opposite direction is
     row ``(i + B) mod 2B``. Every term is a mean over the ``2B`` rows.
+
+    The reference's loss options: ``num_scales`` computes every term on an
+    average-pooled pyramid, level s weighted ``1 / 2^s`` (intrinsics scaled per
+    level); ``scale_normalization`` divides depths and translations by the
+    mean depth of the step (after the depth-variance and supervision terms);
+    ``target_depth_stop_gradient`` stops the gradient through the target depth
+    ``D2`` of the warp.
     """
 
-    def __init__(self, weights=LossWeights(), sparsity="l1_2"):
+    def __init__(
+        self, weights=LossWeights(), sparsity="l1_2", num_scales=1, scale_normalization=False,
+        target_depth_stop_gradient=True,
+    ):
         """
         Args:
             weights: :class:`LossWeights`; terms with weight 0 are not computed.
             sparsity: ``"l1_2"`` (the paper's) or ``"l1"`` (ablation).
+            num_scales: pyramid levels (the reference's default 1).
+            scale_normalization: divide depths and translations by the mean depth.
+            target_depth_stop_gradient: no gradient through the warp's target depth.
         """
         if sparsity not in _SPARSITY:
             raise ValueError(
                 f"losses.py: sparsity must be one of {sorted(_SPARSITY)}, got {sparsity!r}."
             )
+        if num_scales < 1:
+            raise ValueError(f"losses.py: num_scales must be at least 1, got {num_scales}.")
         self.weights = weights
         self.sparsity = _SPARSITY[sparsity]
+        self.num_scales = num_scales
+        self.scale_normalization = scale_normalization
+        self.target_depth_stop_gradient = target_depth_stop_gradient
 
     def __call__(
         self,
@@ -419,15 +473,47 @@ class DepthMotionLosses:
         Returns:
             ``(losses, extras)``. ``losses``: dict of float32 scalars, each term's
             weight times its loss for every nonzero weight, plus ``total =
-            2 · Σ weight · loss``. ``extras``: ``depth_proximity_weight`` and
-            ``frame1_closer_to_camera`` ``[2B, H, W, 1]``, ``pixel_x``,
-            ``pixel_y`` ``[2B, H, W]`` (for summaries).
+            2 · Σ weight · loss``. ``extras`` (of the full-resolution level):
+            ``depth_proximity_weight`` and ``frame1_closer_to_camera``
+            ``[2B, H, W, 1]``, ``pixel_x``, ``pixel_y`` ``[2B, H, W]`` (for summaries).
         """
-        rgb1, rgb2, depth1, depth2, rotation, translation, residual_translation = (
-            _float32(t)
-            for t in (rgb1, rgb2, depth1, depth2, rotation, translation, residual_translation)
-        )
+        rotation = _float32(rotation)
+        if self.target_depth_stop_gradient:
+            depth2 = tf.stop_gradient(depth2)
+        pyramids = [
+            loss_pyramid(t, self.num_scales)
+            for t in (rgb1, rgb2, depth1, depth2, translation, residual_translation)
+        ]
+        totals, extras = {}, None
+        for level, tensors in enumerate(zip(*pyramids)):
+            terms, level_extras = self._terms(
+                *tensors, rotation, intrinsics_at_scale(intrinsics, level),
+                None if gt_depth is None or level else gt_depth, level,
+            )
+            extras = extras or level_extras
+            for name, value in terms.items():
+                totals[name] = totals.get(name, 0.0) + value / 2**level
+        losses = {name: getattr(self.weights, name) * value for name, value in totals.items()}
+        losses["total"] = 2.0 * tf.add_n(list(losses.values()) or [tf.constant(0.0)])
+        return losses, extras
+
+    def _terms(
+        self, rgb1, rgb2, depth1, depth2, translation, residual_translation, rotation, intrinsics,
+        gt_depth, level,
+    ):
+        """The unweighted terms with nonzero weight at one pyramid level, and its extras.
+
+        The depth-variance and depth-supervision terms are taken at full
+        resolution only (the reference keeps its level-0 value of the former and
+        has supervision only where ground truth is given), before scale normalisation.
+        """
         weights = self.weights
+        unnormalised_depth = depth1
+        if self.scale_normalization:
+            mean_depth = tf.reduce_mean(depth1)
+            depth1, depth2 = depth1 / mean_depth, depth2 / mean_depth
+            translation = translation / mean_depth
+            residual_translation = residual_translation / mean_depth
         pixel_x, pixel_y, z, mask = geometry.warp_depth(depth1, translation, rotation, intrinsics)
         consistency = rgbd_consistency((pixel_x, pixel_y, z, mask), rgb1, depth2, rgb2)
         normalized_field = normalize_motion_field(residual_translation, translation)  # T̂
@@ -452,23 +538,23 @@ class DepthMotionLosses:
             ),
             "motion_sparsity": lambda: self.sparsity(normalized_field),
             "depth_supervision": lambda: depth_supervision(
-                depth1, self._require_gt_depth(gt_depth)
+                unnormalised_depth, self._require_gt_depth(gt_depth)
             ),
-            "depth_variance": lambda: depth_variance(depth1),
+            "depth_variance": lambda: depth_variance(unnormalised_depth),
         }
-        losses = {
-            name: getattr(weights, name) * compute()
+        full_resolution_only = ("depth_supervision", "depth_variance")
+        computed = {
+            name: compute()
             for name, compute in terms.items()
-            if getattr(weights, name) != 0
+            if getattr(weights, name) != 0 and not (level and name in full_resolution_only)
         }
-        losses["total"] = 2.0 * tf.add_n(list(losses.values()) or [tf.constant(0.0)])
         extras = {
             "depth_proximity_weight": consistency["depth_proximity_weight"],
             "frame1_closer_to_camera": consistency["frame1_closer_to_camera"],
             "pixel_x": pixel_x,
             "pixel_y": pixel_y,
         }
-        return losses, extras
+        return computed, extras
 
     @staticmethod
     def _require_gt_depth(gt_depth):

@@ -19,20 +19,10 @@ import av
 import numpy as np
 import tensorflow as tf
 
+from depth_motion_tf.errors import BadInputError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
-
-
-class BadInputError(ValueError):
-    """One input file is missing, unreadable or inconsistent.
-
-    The message names the file and the problem: ``"<path>: <problem>"``.
-    """
-
-    def __init__(self, path, problem):
-        super().__init__(f"{path}: {problem}")
-        self.path = str(path)
-        self.problem = problem
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,18 +155,27 @@ def read_intrinsics_json(path):
     if isinstance(data, dict) and "camera_intrinsic" in data:
         return _from_matrix(data["camera_intrinsic"], path, normalised=False)
     if isinstance(data, dict) and {"fx", "fy", "cx", "cy"} <= data.keys():
-        return Intrinsics(
-            float(data["fx"]), float(data["fy"]), float(data["cx"]), float(data["cy"]),
-            bool(data.get("normalised", False)),
-        )
+        fx, fy, cx, cy = _numbers([data[key] for key in ("fx", "fy", "cx", "cy")], path)
+        return Intrinsics(fx, fy, cx, cy, bool(data.get("normalised", False)))
     if isinstance(data, list):
         return _from_matrix(data, path, normalised=None)
-    raise BadInputError(path, "holds no intrinsics of a known format")
+    raise BadInputError(
+        path, "holds no intrinsics of a known format (a 3x3 matrix, camera_intrinsic, "
+        "or fx, fy, cx, cy keys)"
+    )
+
+
+def _numbers(values, path):
+    """``values`` as a float64 array; raises BadInputError naming ``path`` when they are not numbers."""
+    try:
+        return np.asarray(values, np.float64)
+    except (TypeError, ValueError) as error:
+        raise BadInputError(path, f"intrinsics are not numbers: {error}") from None
 
 
 def _from_matrix(matrix, path, normalised):
     """A 3x3 ``K`` → intrinsics; ``normalised=None`` decides by ``cx, cy <= 1``."""
-    k = np.asarray(matrix, np.float64)
+    k = _numbers(matrix, path)
     if k.shape != (3, 3):
         raise BadInputError(path, f"intrinsics matrix has shape {k.shape}, not 3x3")
     if normalised is None:
@@ -185,7 +184,11 @@ def _from_matrix(matrix, path, normalised):
 
 
 def parse_intrinsics_flag(value):
-    """``--intrinsics``: a JSON file, or ``fx,fy,cx,cy`` in source pixels → Intrinsics or None."""
+    """``--intrinsics``: a JSON file, or ``fx,fy,cx,cy`` in source pixels → Intrinsics or None.
+
+    Raises:
+        BadInputError: naming the value or the file when it is neither.
+    """
     if not value:
         return None
     if pathlib.Path(value).is_file():
@@ -193,5 +196,5 @@ def parse_intrinsics_flag(value):
     try:
         fx, fy, cx, cy = (float(v) for v in value.split(","))
     except ValueError:
-        raise ValueError(f"--intrinsics={value!r}: not a file nor 'fx,fy,cx,cy'") from None
+        raise BadInputError(value, "--intrinsics is neither a JSON file nor 'fx,fy,cx,cy'") from None
     return Intrinsics(fx, fy, cx, cy)

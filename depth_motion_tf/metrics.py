@@ -206,3 +206,28 @@ def format_table(summary):
     header = " | ".join(f"{key:>8}" for key in METRIC_NAMES)
     values = " | ".join(f"{summary[key]:8.4f}" for key in METRIC_NAMES)
     return f"{header}\n{values}"
+
+
+def translation_agreement(predicted, truth):
+    """How well predicted camera translations match the ground truth, up to one global scale.
+
+    Monocular depth and motion are known up to scale, so magnitudes are compared
+    after the least-squares global scale ``s = Σ|p||g| / Σ|p|²``.
+
+    Args:
+        predicted: ``[N, 3]`` float predicted translations (any units).
+        truth: ``[N, 3]`` float ground-truth translations (metres), nonzero.
+    Returns:
+        dict: ``cosine`` (mean cosine of the angle between the directions, 1 =
+        the same direction), ``magnitude_error`` (mean ``|s|p| - |g|| / |g|``),
+        ``scale`` (``s``).
+    """
+    predicted, truth = np.asarray(predicted, np.float64), np.asarray(truth, np.float64)
+    p, g = np.linalg.norm(predicted, axis=-1), np.linalg.norm(truth, axis=-1)
+    cosine = np.sum(predicted * truth, axis=-1) / np.maximum(p * g, 1e-12)
+    scale = float(np.sum(p * g) / max(np.sum(p * p), 1e-24))
+    return {
+        "cosine": float(np.mean(cosine)),
+        "magnitude_error": float(np.mean(np.abs(scale * p - g) / np.maximum(g, 1e-12))),
+        "scale": scale,
+    }

@@ -14,6 +14,13 @@ from depth_motion_tf.losses import DepthMotionLosses, LossWeights
 from depth_motion_tf.networks import DepthNet, MotionNet
 
 INTRINSICS_MODES = ("given", "learned", "learned_per_video")
+RIGID_MOTION_MODES = ("antisymmetric", "independent")
+EGOMOTION_MODES = ("learned", "given")
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
 class DepthMotionModel(keras.Model):
@@ -31,24 +38,32 @@ class DepthMotionModel(keras.Model):
         sparsity="l1_2",
         intrinsics_mode="given",
         num_videos=1,
+        rigid_motion="antisymmetric",
+        egomotion="learned",
         cascade=True,
         auto_mask=True,
         use_mask=False,
         foreground_dilation=8,
         learn_depth_scale=False,
+        num_scales=1,
+        scale_normalization=False,
+        target_depth_stop_gradient=True,
         noise_rampup_steps=10000,
         field_burnin_steps=20000,
+        clip_norm=10.0,
         summary_every=100,
         jit_compile_step=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if intrinsics_mode not in INTRINSICS_MODES:
-            raise ValueError(
-                f"intrinsics_mode must be one of {INTRINSICS_MODES}, got {intrinsics_mode!r}"
-            )
+        _check_choice("intrinsics_mode", intrinsics_mode, INTRINSICS_MODES)
+        _check_choice("rigid_motion", rigid_motion, RIGID_MOTION_MODES)
+        _check_choice("egomotion", egomotion, EGOMOTION_MODES)
         self.height, self.width = height, width
         self.intrinsics_mode = intrinsics_mode
+        self.rigid_motion = rigid_motion
+        self.egomotion = egomotion
+        self.clip_norm = clip_norm
         self.cascade = cascade
         self.use_mask = use_mask
         self.foreground_dilation = foreground_dilation
@@ -59,7 +74,11 @@ class DepthMotionModel(keras.Model):
         self.motion_net = MotionNet(
             auto_mask=auto_mask, field_burnin_steps=field_burnin_steps
         )
-        self.compute_losses = DepthMotionLosses(loss_weights, sparsity=sparsity)
+        self.compute_losses = DepthMotionLosses(
+            loss_weights, sparsity=sparsity, num_scales=num_scales,
+            scale_normalization=scale_normalization,
+            target_depth_stop_gradient=target_depth_stop_gradient,
+        )
         if intrinsics_mode == "learned_per_video":
             self.video_intrinsics = self.add_weight(
                 shape=(num_videos, 4),
@@ -88,7 +107,10 @@ class DepthMotionModel(keras.Model):
             {
                 "rgb": tf.zeros([1, 2, self.height, self.width, 3]),
                 "intrinsics": tf.eye(3, batch_shape=[1]),
+                "intrinsics_map": IDENTITY_INTRINSICS_MAP[None],
                 "video_index": tf.zeros([1], tf.int32),
+                "rotation": tf.zeros([1, 3]),
+                "translation": tf.zeros([1, 3]),
                 "mask": tf.zeros([1, 2, self.height, self.width, 1]),
             },
             training=False,
@@ -110,24 +132,30 @@ class DepthMotionModel(keras.Model):
         if not (self.built and self.optimizer is not None and self.optimizer.built):
             super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
-    def predict_motion(self, image1, image2, intrinsics=None):
-        """Motion 1→2 for inference.
+    def predict_motion(self, image1, image2, intrinsics=None, step=None):
+        """Motion 1→2 for inference, with the rigid-motion parametrisation of training.
 
         Args:
             image1, image2: ``[B, H, W, 3]`` float32 in [0, 1].
             intrinsics: optional ``[B, 3, 3]``; learned ones are returned otherwise.
+            step: scalar int (tensor), the training step whose motion-field burn-in
+                weight applies (an export passes its checkpoint's step); None: fully on.
         Returns:
             dict ``rotation`` ``[B, 3]`` rad, ``translation`` ``[B, 3]``,
             ``residual_translation`` ``[B, H, W, 3]``, ``intrinsics`` ``[B, 3, 3]``,
-            ``depth`` ``[B, H, W, 1]`` (of image1).
+            ``depth`` ``[B, H, W, 1]`` (of image1). With ``egomotion="given"`` the
+            rigid motion head was not trained and its output is not meaningful.
         """
         batch = tf.shape(image1)[0]
         depth = self.depth_net(tf.concat([image1, image2], 0))
-        motion = self.motion_net(self._motion_input(tf.concat([image1, image2], 0), depth))
+        motion = self.motion_net(
+            self._motion_input(tf.concat([image1, image2], 0), depth), step=step
+        )
+        rotation, translation = self._learned_rigid_motion(motion)
         pair_k = _average_directions(motion["intrinsics"])
         return {
-            "rotation": motion["rotation"][:batch],
-            "translation": motion["background_translation"][:batch],
+            "rotation": rotation[:batch],
+            "translation": translation[:batch],
             "residual_translation": motion["residual_translation"][:batch],
             "intrinsics": pair_k[:batch] if intrinsics is None else intrinsics,
             "depth": depth[:batch],
@@ -151,25 +179,44 @@ class DepthMotionModel(keras.Model):
         motion = self.motion_net(
             self._motion_input(images, depth), training=training, step=step
         )
+        rotation, background = self._rigid_motion(batch, motion)
         residual = motion["residual_translation"]
         if self.use_mask:
             residual = residual * self._foreground(batch["mask"])
-        translation = motion["background_translation"][:, None, None, :] + residual
+        translation = background[:, None, None, :] + residual  # T = t_bg + T_res
         intrinsics = self._intrinsics(batch, motion["intrinsics"])
         losses, extras = self.compute_losses(
             images,
             _swap_directions(images),
             depth,
             _swap_directions(depth),
-            motion["rotation"],
+            rotation,
             translation,
             residual,
             intrinsics,
         )
         extras.update(
-            depth=depth, residual_translation=residual, intrinsics=intrinsics, rgb=images
+            depth=depth, residual_translation=residual, intrinsics=intrinsics, rgb=images,
+            rotation=rotation, background_translation=background,
         )
         return losses, extras
+
+    def _rigid_motion(self, batch, motion):
+        """``(rotation, translation)`` ``[2B, 3]`` each: both directions' camera motion.
+
+        ``egomotion="given"``: the dataset's ground-truth motion 1→2 and its exact
+        inverse for 2→1; otherwise the motion net's, by ``rigid_motion``.
+        """
+        if self.egomotion == "given":
+            return _with_inverse(batch["rotation"], batch["translation"])
+        return self._learned_rigid_motion(motion)
+
+    def _learned_rigid_motion(self, motion):
+        """The motion net's rigid motion of both directions, by ``rigid_motion``."""
+        rotation, translation = motion["rotation"], motion["background_translation"]
+        if self.rigid_motion == "antisymmetric":
+            return antisymmetric_motion(rotation, translation)
+        return rotation, translation
 
     def _motion_input(self, images, depth):
         """``[2B, H, W, 8]`` (RGB, depth, RGB, depth) or ``[2B, H, W, 6]`` without cascade."""
@@ -190,7 +237,10 @@ class DepthMotionModel(keras.Model):
             return _average_directions(predicted)
         if self.intrinsics_mode == "learned_per_video":
             params = tf.gather(self.video_intrinsics, batch["video_index"])
-            k = geometry.per_video_intrinsics(params, self.height, self.width)
+            full_frame_k = geometry.per_video_intrinsics(params, self.height, self.width)
+            # The learned K is the full frame's; the augmentation's map takes it to this crop.
+            mapping = batch.get("intrinsics_map", IDENTITY_INTRINSICS_MAP)  # none: not augmented
+            k = geometry.apply_intrinsics_map(mapping, full_frame_k)
         else:
             k = tf.cast(batch["intrinsics"], tf.float32)
         return tf.concat([k, k], 0)
@@ -207,9 +257,32 @@ class DepthMotionModel(keras.Model):
         gradients = tape.gradient(objective, self.trainable_variables)
         return losses, extras, gradients
 
+    def _clip_global_norm(self, gradients):
+        """Scales this replica's gradients so that their sum over replicas has norm ≤ ``clip_norm``.
+
+        The reference clips the whole gradient by its global norm; under a
+        strategy the whole gradient is the sum of the replicas' parts, so the
+        norm is taken of that sum (Keras' ``global_clipnorm`` would clip each
+        part before the sum). A non-finite norm leaves the gradients as they
+        are (the step is skipped as non-finite).
+        """
+        present = [g for g in gradients if g is not None]
+        context = tf.distribute.get_replica_context()
+        summed = present
+        if context is not None and context.num_replicas_in_sync > 1:
+            summed = context.all_reduce(tf.distribute.ReduceOp.SUM, present)
+        norm = tf.linalg.global_norm(summed)
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            norm /= tf.cast(self.optimizer.dynamic_scale, norm.dtype)
+        scale = tf.where(
+            tf.math.is_finite(norm) & (norm > self.clip_norm), self.clip_norm / norm, 1.0
+        )
+        return [None if g is None else g * tf.cast(scale, g.dtype) for g in gradients]
+
     def train_step(self, data):
         step = tf.convert_to_tensor(self.optimizer.iterations, tf.int64)
         losses, extras, gradients = self._losses_and_gradients(data, step)
+        gradients = self._clip_global_norm(gradients)  # a cross-replica sum: outside the XLA part
         finite = _all_replicas_finite([losses["total"], *gradients])
         self._apply_if_finite(gradients, finite, step)
         self._write_summaries(losses, extras, step)
@@ -328,6 +401,42 @@ def _swap_directions(x):
     """Rows ``[B:2B]`` then ``[0:B]``: the other direction of each pair."""
     half = tf.shape(x)[0] // 2
     return tf.concat([x[half:], x[:half]], 0)
+
+
+IDENTITY_INTRINSICS_MAP = geometry.intrinsics_map(tf.ones([4]), tf.zeros([4]))
+
+
+def _with_inverse(rotation, translation):
+    """``[B, 3]`` motions 1→2 → ``[2B, 3]``: 1→2, then its exact inverse 2→1."""
+    inverse_rotation, inverse_translation = geometry.invert_motion(rotation, translation)
+    return (
+        tf.concat([rotation, inverse_rotation], 0),
+        tf.concat([translation, inverse_translation], 0),
+    )
+
+
+def antisymmetric_motion(rotation, translation):
+    """Rigid motion of both directions from the antisymmetric part of the raw outputs (METHOD.md §7).
+
+    With ``f(x12)``, ``f(x21)`` the raw 6-vectors (angles, translation) for the
+    two input orders, 1→2 is ``(f(x12) − f(x21)) / 2`` (to first order the
+    average of the forward prediction and the inverse of the backward one) and
+    2→1 is its exact inverse (``R21 = R12ᵀ``, ``t21 = −R12ᵀ t12``). Whatever the
+    network outputs for both orders alike cancels exactly. (Averaging with the
+    *exact* inverse of the backward prediction does not cancel it: a common
+    rotation R turns a common translation t into ``(t − Rᵀ t) / 2 ≠ 0``, and
+    trained that way the network predicted the same motion for both orders.)
+
+    Args:
+        rotation, translation: ``[2B, 3]`` raw outputs, rows ``0..B-1`` for the
+            order (1, 2) and ``B..2B-1`` for (2, 1).
+    Returns:
+        ``(rotation, translation)`` ``[2B, 3]`` float32 each, the same layout.
+    """
+    half = tf.shape(rotation)[0] // 2
+    return _with_inverse(
+        (rotation[:half] - rotation[half:]) / 2.0, (translation[:half] - translation[half:]) / 2.0
+    )
 
 
 def _average_directions(k):

@@ -10,13 +10,10 @@ Both compute in the global Keras dtype policy (e.g. ``mixed_bfloat16``) and
 return float32; normalisation statistics, learned scales, the intrinsics head
 and the motion field itself are kept in float32.
 """
-import pathlib
-
-import h5py
 import keras
-import numpy as np
 import tensorflow as tf
 
+from depth_motion_tf import encoder_weights
 from depth_motion_tf.geometry import intrinsics_matrix
 
 SERIALIZATION_PACKAGE = "depth_motion_tf"
@@ -259,35 +256,6 @@ def _check_depth_input_size(images):
             )
 
 
-def _write_weight_dict(path, arrays):
-    path = pathlib.Path(path)
-    if path.suffix == ".npz":
-        np.savez(path, **arrays)
-    elif path.suffix == ".h5":
-        with h5py.File(path, "w") as file:
-            for name, array in arrays.items():
-                file[name] = array
-    else:
-        raise ValueError(f"{path}: unsupported weight file type; use .npz or .weights.h5.")
-
-
-def _read_weight_dict(path):
-    path = pathlib.Path(path)
-    if path.suffix == ".npz":
-        with np.load(path) as file:
-            return {name: file[name] for name in file.files}
-    if path.suffix == ".h5":
-        arrays = {}
-        with h5py.File(path, "r") as file:
-            file.visititems(
-                lambda name, item: arrays.__setitem__(name, item[()])
-                if isinstance(item, h5py.Dataset)
-                else None
-            )
-        return arrays
-    raise ValueError(f"{path}: unsupported weight file type; use .npz or .weights.h5.")
-
-
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
 class DepthNet(keras.Model):
     """ResNet-18 U-Net depth network (METHOD.md §2).
@@ -374,38 +342,29 @@ class DepthNet(keras.Model):
         (see :class:`ResNet18Encoder`).
         """
         self._build_encoder()
-        variables = self.encoder.named_variables()
-        arrays = {name: variable.numpy() for name, variable in variables.items()}
-        _write_weight_dict(path, arrays)
+        encoder_weights.save_encoder_weights(self.encoder.named_variables(), path)
 
     def load_encoder_weights(self, path):
-        """Initialises the encoder from a weight file written like :meth:`save_encoder_weights`.
+        """Initialises the encoder from an ImageNet ResNet-18 and prints one summary line.
 
-        For ImageNet-pretrained ResNet-18 weights converted to this naming
-        (norm ``gamma``/``beta`` take the batch-norm scale and offset).
+        ``path``: the reference's TF1 checkpoint, a torchvision/timm
+        ``.safetensors`` or ``.pth`` state dict, or our ``.npz``/``.h5``, recognised
+        by content (see :mod:`depth_motion_tf.encoder_weights`). Batch-norm scale
+        and offset become the layer norms' ``gamma``/``beta``; running statistics,
+        the classifier and the shortcut batch norm are skipped. The input stays
+        the reference's ``2·rgb − 1``, not ImageNet's mean/std normalisation.
 
+        Returns:
+            :class:`encoder_weights.EncoderWeights`, what was assigned.
         Raises:
-            ValueError: naming the file and the missing, unexpected or mis-shaped names;
-                no weight is changed in that case.
+            errors.BadInputError (a ValueError): one line naming the
+                file and the missing, unexpected or mis-shaped weights; no weight
+                is changed in that case.
         """
         self._build_encoder()
-        arrays = _read_weight_dict(path)
-        variables = self.encoder.named_variables()
-        missing = sorted(set(variables) - set(arrays))
-        unexpected = sorted(set(arrays) - set(variables))
-        if missing or unexpected:
-            raise ValueError(
-                f"{path}: encoder weight names do not match ResNet-18; "
-                f"missing {missing}, unexpected {unexpected}."
-            )
-        for name, variable in variables.items():
-            if tuple(arrays[name].shape) != tuple(variable.shape):
-                raise ValueError(
-                    f"{path}: weight {name!r} has shape {tuple(arrays[name].shape)}, "
-                    f"expected {tuple(variable.shape)}."
-                )
-        for name, variable in variables.items():
-            variable.assign(arrays[name].astype(variable.dtype))
+        weights = encoder_weights.load_encoder_weights(self.encoder.named_variables(), path)
+        print(f"Initialised the depth encoder with {weights.summary()}")
+        return weights
 
     def get_config(self):
         config = super().get_config()

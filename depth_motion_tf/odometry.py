@@ -35,7 +35,8 @@ import tensorflow as tf  # noqa: E402
 import tqdm  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from depth_motion_tf import evaluate, export, geometry, ground_truth  # noqa: E402
+from depth_motion_tf import cli, evaluate, export, geometry, ground_truth  # noqa: E402
+from depth_motion_tf.errors import BadInputError  # noqa: E402
 
 SNIPPET_LENGTH = 5
 
@@ -136,7 +137,7 @@ def read_kitti_poses(path):
         except ValueError:
             values = np.array([])
         if values.shape != (12,):
-            raise ValueError(f"{path}:{number}: expected 12 numbers, got {line!r}")
+            raise BadInputError(f"{path}:{number}", f"expected 12 numbers, got {line!r}")
         poses.append(np.vstack([values.reshape(3, 4), [0.0, 0.0, 0.0, 1.0]]))
     return np.stack(poses)
 
@@ -183,12 +184,10 @@ def saved_model_motions(saved_model, image_paths, batch_size=8, input_size=None)
         input_size: optional ``(height, width)`` the frames are resized to.
     Returns:
         ``[len(image_paths) - 1, 6]`` float64 ``(rx, ry, rz, tx, ty, tz)``.
+    Raises:
+        BadInputError: naming ``saved_model`` when it is no SavedModel with a ``motion`` signature.
     """
-    loaded = tf.saved_model.load(str(saved_model))
-    if "motion" not in loaded.signatures:
-        raise ValueError(
-            f"{saved_model}: SavedModel has no 'motion' signature (has {list(loaded.signatures)})"
-        )
+    loaded = export.load_saved_model(saved_model, needed=["motion"])
     return pair_motions(loaded.signatures["motion"], image_paths, batch_size, input_size)
 
 
@@ -251,9 +250,12 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer(
         "input_width", 0, "Resize frames to this width (0: native).", flag_values=fv
     )
-    flags.DEFINE_integer("batch_size", 8, "Frame pairs per model call.", flag_values=fv)
     flags.DEFINE_integer(
-        "snippet_length", SNIPPET_LENGTH, "Frames per ATE snippet (default 5).", flag_values=fv
+        "batch_size", 8, "Frame pairs per model call.", lower_bound=1, flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "snippet_length", SNIPPET_LENGTH, "Frames per ATE snippet (default 5).", lower_bound=2,
+        flag_values=fv,
     )
     flags.DEFINE_string(
         "output_dir", None, "Where odometry.json, trajectory.txt/.png are written.", flag_values=fv
@@ -274,7 +276,7 @@ def motions_from_flags(fv):
         raise FileNotFoundError(f"{path}: expected a .npy of [N-1, 6] motions or a SavedModel folder")
     motions = np.load(path)
     if motions.ndim != 2 or motions.shape[1] != 6:
-        raise ValueError(f"{path}: expected shape [N-1, 6], got {motions.shape}")
+        raise BadInputError(path, f"expected shape [N-1, 6], got {motions.shape}")
     return motions
 
 
@@ -291,6 +293,7 @@ def _sequence_frames(fv):
 
 def run(fv):
     """Scores the predicted motions, writes the trajectory, plot and JSON; returns the summary dict."""
+    cli.check_paths(fv, ["poses_gt", "predictions", "model_dir", "sequence_dir"])
     gt_poses = read_kitti_poses(fv.poses_gt)
     matrices = motion_matrices(motions_from_flags(fv))
     errors = snippet_ates(gt_poses, matrices, fv.snippet_length)
@@ -324,4 +327,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

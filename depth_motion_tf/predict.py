@@ -25,16 +25,15 @@ the video frame's index (``000000``, ...):
 import dataclasses
 import glob
 import pathlib
-import sys
 from typing import Iterable, Optional
 
 import av
 import numpy as np
 import tensorflow as tf
 import tqdm
-from absl import app, flags
+from absl import flags
 
-from depth_motion_tf import evaluate, export, media, visualize
+from depth_motion_tf import cli, evaluate, export, media, visualize
 
 CAMERA_MOTION_FILE = "camera_motion.txt"
 PLY_FORMATS = ("binary", "ascii")
@@ -403,7 +402,8 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string(
         "checkpoint", None, "With --model_dir: checkpoint path (default: the latest).",
         flag_values=fv)
-    flags.DEFINE_integer("batch_size", 8, "Frames per model call (default 8).", flag_values=fv)
+    flags.DEFINE_integer("batch_size", 8, "Frames per model call (default 8).", lower_bound=1,
+                         flag_values=fv)
     flags.DEFINE_bool("ply", False, "Also write one coloured point cloud <name>.ply per frame.",
                       flag_values=fv)
     flags.DEFINE_enum("ply_format", "binary", PLY_FORMATS, "PLY encoding (default binary).",
@@ -420,6 +420,7 @@ def define_flags(flag_values=flags.FLAGS):
 
 def run(fv):
     """Predicts as the parsed flags say and prints one summary line; returns the :class:`Summary`."""
+    cli.check_paths(fv, ["saved_model", "model_dir"])
     source = find_inputs(fv.input)
     options = Options(
         ply_format=fv.ply_format if fv.ply else None,
@@ -442,12 +443,9 @@ def run(fv):
 
 def main(argv):
     del argv
-    try:
-        run(flags.FLAGS)
-    except (media.BadInputError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
+    run(flags.FLAGS)
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

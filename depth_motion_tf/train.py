@@ -20,10 +20,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from depth_motion_tf import data, export
+from depth_motion_tf import cli, data, export, visualize
 from depth_motion_tf.config import TrainConfig, build_model, save_config, set_precision_policy
 from depth_motion_tf.losses import LossWeights
 
+
+LEARNING_CURVE_FILE = "learning_curve.png"
 
 # ------------------------------------------------------------------ flags
 _LOSS_NAMES = [f.name for f in dataclasses.fields(LossWeights)]
@@ -49,6 +51,15 @@ _HELP = {
     "mixed_precision": "off, on (mixed_float16 on GPU, mixed_bfloat16 on CPU), mixed_float16 or mixed_bfloat16; losses stay float32.",
     "intrinsics": "given (from the data), learned (per pair), learned_per_video (one trainable K per video).",
     "num_videos": "Size of the per-video intrinsics table (video ids are hashed into it).",
+    "rigid_motion": "Rigid-motion parametrisation: antisymmetric (1→2 averages the forward "
+    "prediction and the inverse of the backward one, 2→1 is its exact inverse; breaks the "
+    "frame-order symmetry, see README) or independent (the paper's: two predictions tied "
+    "only by the cycle losses).",
+    "egomotion": "learned (the motion net's) or given (the dataset's camera poses, metric: "
+    "the reference's learn_egomotion=False; needs data with poses).",
+    "num_scales": "Losses on an average-pooled pyramid of this many levels, level s weighted 1/2^s.",
+    "scale_normalization": "Divide depths and translations by the step's mean depth in the losses.",
+    "target_depth_stop_gradient": "No gradient through the warp's target depth (reference default).",
     "cascade": "Feed predicted depths to the motion net (8 input channels).",
     "auto_mask": "Zero the residual field where its norm is below the mean.",
     "use_mask": "Multiply the residual field by dilated foreground masks from the data.",
@@ -64,10 +75,15 @@ _HELP = {
     "export": "Export a SavedModel to <model_dir>/saved_model at the end.",
     "verbose": "Keras progress: 0 silent, 1 bar, 2 one line per epoch.",
 }
+_LOSS_HELP = {
+    "depth_variance": " The paper's model uses 0; the reference's loss defaults used 1e-6.",
+}
 _ENUMS = {
     "pair": list(data.PAIRS),
     "mixed_precision": ["off", "on", "mixed_float16", "mixed_bfloat16"],
     "intrinsics": ["given", "learned", "learned_per_video"],
+    "rigid_motion": ["antisymmetric", "independent"],
+    "egomotion": ["learned", "given"],
     "sparsity": ["l1_2", "l1"],
 }
 
@@ -88,7 +104,10 @@ def define_flags():
             definers[field.type](field.name, default, help_text)
     for name in _LOSS_NAMES:
         default = getattr(LossWeights(), name)
-        flags.DEFINE_float(f"{name}_weight", default, f"Weight of the {name} loss (default {default}).")
+        flags.DEFINE_float(
+            f"{name}_weight", default,
+            f"Weight of the {name} loss (default {default}).{_LOSS_HELP.get(name, '')}",
+        )
 
 
 def config_from_flags(values):
@@ -124,6 +143,8 @@ def validate(config):
     """Raises ValueError for flag combinations that cannot work."""
     if config.height % 32 or config.width % 32:
         raise ValueError(f"--height and --width must be multiples of 32, got {config.height}x{config.width}")
+    if config.num_scales < 1 or min(config.height, config.width) >> (config.num_scales - 1) < 8:
+        raise ValueError(f"--num_scales={config.num_scales} must be ≥ 1 and leave levels of ≥ 8 pixels")
     if config.checkpoint_every <= 0 or config.summary_every <= 0:
         raise ValueError("--checkpoint_every and --summary_every must be positive")
     if config.batch_size % tf.distribute.get_strategy().num_replicas_in_sync:
@@ -134,6 +155,10 @@ def check_data_fits(dataset, config):
     """Raises ValueError when the data lacks what the flags ask for (masks, known intrinsics)."""
     if config.use_mask and "mask" not in dataset.element_spec:
         raise ValueError(f"{config.data}: --use_mask needs foreground masks, the data has none")
+    if config.egomotion == "given" and "rotation" not in dataset.element_spec:
+        raise ValueError(
+            f"{config.data}: --egomotion=given needs camera poses (camera_to_world), the data has none"
+        )
     if config.intrinsics == "given":
         first = next(iter(dataset.take(1)))
         if not bool(tf.reduce_all(first["intrinsics_known"])):
@@ -180,6 +205,138 @@ def evaluate_depth_on(model, config):
     return evaluate.evaluate_depth(predict, samples).summary
 
 
+def _ordered_pairs(dataset_dir, split):
+    """The first pair of every triplet, grouped by video in frame order, as numpy.
+
+    Returns:
+        dict ``video_id → list of examples`` (``rgb`` ``[2, H, W, 3]`` uint8,
+        ``camera_to_world`` ``[2, 4, 4]``, optional ``mask`` ``[2, H, W, 1]``), or
+        None when the split stores no poses.
+    """
+    import tensorflow_datasets as tfds
+
+    from depth_motion_tf import features as F
+
+    builder = tfds.builder_from_directory(data.find_shards(dataset_dir, split)[1])
+    if F.CAMERA_TO_WORLD not in builder.info.features:
+        return None
+    videos = {}
+    for example in tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)):
+        videos.setdefault(example[F.VIDEO_ID].decode(), []).append(example)
+    order = lambda example: example[F.FRAME_IDS][0].decode()  # noqa: E731
+    return {video: sorted(examples, key=order) for video, examples in sorted(videos.items())}
+
+
+def evaluate_motion_on(model, config, batch_size=8):
+    """What the motion net learned, on the eval split's ground-truth poses and masks.
+
+    Pairs ``(t-1, t)`` of every test triplet, in both orders, at the model's
+    resolution, with the burn-in weight of the model's current step.
+
+    Returns:
+        None without poses; else dict ``egomotion`` (``"1→2"``/``"2→1"`` →
+        :func:`metrics.translation_agreement`), ``ate`` (mean and count of the
+        5-frame ATE over every video's chained 1→2 motions, metres after a
+        least-squares scale), and when the data has masks ``field_share`` (the
+        share of the residual field's magnitude inside the moving-object masks,
+        dilated by ``foreground_dilation``) with ``mask_share`` (their area
+        share: the chance level), or None for a zero field (burn-in).
+    """
+    from depth_motion_tf import features as F
+    from depth_motion_tf import metrics, odometry
+
+    videos = _ordered_pairs(config.eval_data, config.eval_split)
+    if videos is None:
+        return None
+    examples = [example for video in videos.values() for example in video]
+    frames = np.stack([e[F.RGB][:2] for e in examples])  # [N, 2, h, w, 3] uint8
+    rgb = tf.image.resize(
+        tf.image.convert_image_dtype(frames.reshape((-1,) + frames.shape[2:]), tf.float32),
+        [config.height, config.width], method="area",
+    )
+    rgb = tf.reshape(rgb, [len(examples), 2, config.height, config.width, 3])
+    step = model.optimizer.iterations
+    outputs = {"1→2": [], "2→1": [], "field": []}
+    for start in range(0, len(examples), batch_size):
+        first, second = rgb[start : start + batch_size, 0], rgb[start : start + batch_size, 1]
+        forward = model.predict_motion(first, second, step=step)
+        outputs["1→2"].append(forward["translation"].numpy())
+        outputs["2→1"].append(model.predict_motion(second, first, step=step)["translation"].numpy())
+        outputs["field"].append(forward["residual_translation"].numpy())
+        outputs.setdefault("rotation", []).append(forward["rotation"].numpy())
+    predicted = {name: np.concatenate(value) for name, value in outputs.items()}
+    poses = np.stack([e[F.CAMERA_TO_WORLD][:2] for e in examples]).astype(np.float64)
+    truth = np.linalg.inv(poses[:, 1]) @ poses[:, 0]  # X2 = R X1 + t
+    inverse = np.linalg.inv(truth)
+    result = {"egomotion": {
+        "1→2": metrics.translation_agreement(predicted["1→2"], truth[:, :3, 3]),
+        "2→1": metrics.translation_agreement(predicted["2→1"], inverse[:, :3, 3]),
+    }}
+    matrices = odometry.motion_matrices(np.concatenate([predicted["rotation"], predicted["1→2"]], -1))
+    errors, start = [], 0
+    for video in videos.values():
+        gt_poses = np.stack([e[F.CAMERA_TO_WORLD][0] for e in video]).astype(np.float64)
+        if len(video) >= odometry.SNIPPET_LENGTH:
+            errors.extend(odometry.snippet_ates(gt_poses, matrices[start : start + len(video) - 1]))
+        start += len(video)
+    result["ate"] = {"mean": float(np.mean(errors)) if errors else float("nan"), "snippets": len(errors)}
+    if F.MASK in examples[0]:
+        result.update(_field_share(predicted["field"], examples, config))
+    return result
+
+
+def _field_share(field, examples, config):
+    """``field_share`` / ``mask_share`` of :func:`evaluate_motion_on` (frame 1's masks)."""
+    from depth_motion_tf import features as F
+
+    masks = np.stack([e[F.MASK][0] for e in examples]).astype(np.float32) / 255.0
+    masks = tf.image.resize(masks, [config.height, config.width], method="area").numpy() > 0.5
+    size = 2 * config.foreground_dilation + 1
+    dilated = tf.nn.max_pool2d(masks.astype(np.float32), size, 1, "SAME").numpy()[..., 0] > 0
+    magnitude = np.linalg.norm(field, axis=-1)
+    total = magnitude.sum()
+    return {
+        "field_share": float(magnitude[dilated].sum() / total) if total > 0 else None,
+        "mask_share": float(dilated.mean()),
+    }
+
+
+class LearningCurve(keras.callbacks.Callback):
+    """Test abs_rel at every epoch end (every ``checkpoint_every`` steps), to TensorBoard and a PNG.
+
+    ``history`` holds ``(step, abs_rel)``; the PNG (``path``) is rewritten at each
+    evaluation, with the constant-depth baseline as a dashed line.
+    """
+
+    def __init__(self, evaluate_fn, path, writer, baseline=None):
+        """
+        Args:
+            evaluate_fn: ``model → metric summary dict`` (with ``abs_rel``).
+            path: the ``.png`` to write; ``(step, abs_rel)`` pairs are kept beside
+                it as ``.json`` so that a resumed run continues the curve.
+            writer: TensorBoard summary writer (``eval/abs_rel``).
+            baseline: constant-depth abs_rel, drawn dashed.
+        """
+        super().__init__()
+        self.evaluate_fn, self.path, self.writer, self.baseline = evaluate_fn, path, writer, baseline
+        self._json = os.path.splitext(path)[0] + ".json"
+        self.history = []
+        if tf.io.gfile.exists(self._json):
+            with tf.io.gfile.GFile(self._json) as f:
+                self.history = [tuple(point) for point in json.load(f)]
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        abs_rel = self.evaluate_fn(self.model)["abs_rel"]
+        self.history = [p for p in self.history if p[0] < step] + [(step, abs_rel)]
+        with self.writer.as_default():
+            tf.summary.scalar("eval/abs_rel", abs_rel, step=step)
+        with tf.io.gfile.GFile(self._json, "w") as f:
+            json.dump(self.history, f)
+        steps, values = zip(*self.history)
+        visualize.plot_learning_curve(steps, values, self.path, self.baseline)
+
+
 def evaluate_constant_depth(config):
     """The same metrics for a constant-depth prediction: the floor a model must beat."""
     from depth_motion_tf import evaluate, ground_truth
@@ -197,7 +354,9 @@ def train(config):
         dict: ``step``, ``loss`` (final mean total loss of the last epoch),
         ``checkpoint_dir``, ``saved_model`` (path or None), and when
         ``eval_data`` is set the metric summaries ``metrics_constant`` (a
-        constant-depth prediction), ``metrics_before`` and ``metrics_after``.
+        constant-depth prediction), ``metrics_before`` and ``metrics_after``,
+        ``motion`` (:func:`evaluate_motion_on`) and ``learning_curve``
+        (the PNG of test abs_rel against step).
     """
     set_precision_policy(config.mixed_precision)
     strategy = make_strategy()
@@ -248,6 +407,13 @@ def train(config):
               else tf.summary.create_noop_writer())
     epochs = math.ceil(config.num_steps / config.checkpoint_every)
     history = None
+    callbacks = [CheckpointEveryEpoch(manager), StopOnBadSteps(config.max_bad_steps)]
+    if config.eval_data and chief:
+        result["learning_curve"] = os.path.join(config.model_dir, LEARNING_CURVE_FILE)
+        callbacks.append(LearningCurve(
+            lambda m: evaluate_depth_on(m, config), result["learning_curve"], writer,
+            baseline=result["metrics_constant"]["abs_rel"],
+        ))
     if step < config.num_steps:
         with writer.as_default():
             history = model.fit(
@@ -255,7 +421,7 @@ def train(config):
                 epochs=epochs,
                 initial_epoch=step // config.checkpoint_every,
                 steps_per_epoch=config.checkpoint_every,
-                callbacks=[CheckpointEveryEpoch(manager), StopOnBadSteps(config.max_bad_steps)],
+                callbacks=callbacks,
                 verbose=config.verbose,
             )
         writer.flush()
@@ -263,6 +429,7 @@ def train(config):
     result["loss"] = history.history["total"][-1] if history else float("nan")
     if config.eval_data:
         result["metrics_after"] = evaluate_depth_on(model, config)
+        result["motion"] = evaluate_motion_on(model, config)
     if config.export:
         saved_model = export.export_saved_model(model, os.path.join(output_dir, "saved_model"))
         result["saved_model"] = saved_model if chief else None
@@ -271,10 +438,59 @@ def train(config):
     return result
 
 
+# ------------------------------------------------------------------ CLI
+def expected_replicas():
+    """The replicas :func:`make_strategy` will make: the local GPUs (or the CPU) times TF_CONFIG's workers.
+
+    Read without initialising TensorFlow's runtime, which a multi-worker strategy
+    must be created before.
+    """
+    workers = len(json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker", []))
+    return max(workers, 1) * max(len(tf.config.list_physical_devices("GPU")), 1)
+
+
+def check_flags(config):
+    """Raises app.UsageError for flags that cannot work, before anything is built or read."""
+    if config.batch_size < 1:
+        raise app.UsageError(f"--batch_size={config.batch_size}: must be at least 1")
+    replicas = expected_replicas()
+    if config.batch_size % replicas:
+        raise app.UsageError(
+            f"--batch_size={config.batch_size}: must be divisible by the {replicas} replicas"
+        )
+    try:
+        validate(config)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+    cli.check_paths(config, ["data", "eval_data"])  # --encoder_weights may be a checkpoint prefix
+
+
+def print_motion_report(motion):
+    """Prints :func:`evaluate_motion_on`'s result (nothing when the data has no poses)."""
+    if not motion:
+        return
+    for order, agreement in motion["egomotion"].items():
+        print(
+            f"Ego-motion {order} against the ground-truth poses: translation direction cosine "
+            f"{agreement['cosine']:.3f}, magnitude error {agreement['magnitude_error']:.3f} "
+            "after one global scale"
+        )
+    print(f"5-frame ATE: {motion['ate']['mean']:.4f} m over {motion['ate']['snippets']} snippets")
+    if "mask_share" in motion:
+        share = motion["field_share"]
+        print(
+            "Residual motion field: "
+            + ("zero (still in its burn-in)" if share is None else
+               f"{100 * share:.1f}% of its magnitude inside the dilated moving-object masks")
+            + f" (the masks cover {100 * motion['mask_share']:.1f}% of the pixels: chance)"
+        )
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.ERROR)  # TFDS' info and deprecation chatter
     config = config_from_flags(flags.FLAGS)
+    check_flags(config)
     started = time.time()
     result = train(config)
     if config.eval_data:
@@ -287,15 +503,19 @@ def main(argv):
         ):
             print(f"Depth on {config.eval_data} [{config.eval_split}], {title}:")
             print(evaluate.format_report(result[key]))
+        print_motion_report(result["motion"])
+        if result.get("learning_curve"):
+            print(f"Learning curve (test abs_rel against step): {result['learning_curve']}")
     print(
         f"Trained to step {result['step']} in {time.time() - started:.0f} s, final loss "
         f"{result['loss']:.4f}. TensorBoard: tensorboard --logdir {config.model_dir}; "
         f"checkpoints: {result['checkpoint_dir']}"
         + (f"; SavedModel: {result['saved_model']}" if result["saved_model"] else "")
+        + f"; {cli.disk_size(config.model_dir)} on disk in {config.model_dir}"
     )
 
 
 if __name__ == "__main__":
     define_flags()
     flags.mark_flags_as_required(["data", "model_dir"])
-    app.run(main)
+    cli.run(main)

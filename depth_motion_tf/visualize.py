@@ -106,3 +106,29 @@ def contact_sheet(rows, path, titles=None, column_titles=None):
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_learning_curve(steps, values, path, baseline=None, ylabel="test abs_rel"):
+    """Writes a PNG of a metric against the training step.
+
+    Args:
+        steps: ``[N]`` ints, training steps.
+        values: ``[N]`` floats, the metric at each step.
+        path: output ``.png`` path.
+        baseline: optional float drawn as a dashed line (e.g. constant depth).
+        ylabel: the metric's name.
+    Returns:
+        ``path``.
+    """
+    figure, axes = plt.subplots(figsize=(6, 3.5), dpi=100)
+    axes.plot(steps, values, marker="o", label="trained network")
+    if baseline is not None:
+        axes.axhline(baseline, linestyle="--", color="grey", label="constant depth")
+    axes.set_xlabel("training step")
+    axes.set_ylabel(ylabel)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from depth_motion_tf import data
 from depth_motion_tf import features as F
+from depth_motion_tf import geometry
 from tests import fixtures
 
 
@@ -105,6 +106,47 @@ def test_flip_mirrors_pixels_and_principal_point():
             assert float(maybe["intrinsics"][0, 2]) == pytest.approx(79 - 40.0)
             assert float(maybe["intrinsics"][1, 2]) == pytest.approx(30.0)
     assert any(flips) and not all(flips)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_intrinsics_map_takes_the_full_frame_intrinsics_to_the_augmented_ones(seed):
+    stored = _dot_pair(96, 160, u=70, v=50)
+    out = data.augment(stored, tf.constant([seed, 0], tf.int64), 48, 80)
+    full_frame = geometry.apply_intrinsics_map(
+        geometry.scale_intrinsics_map(80 / 160, 48 / 96), stored["intrinsics"]
+    )  # the stored frame resized to the training size
+    np.testing.assert_allclose(
+        geometry.apply_intrinsics_map(out["intrinsics_map"], full_frame), out["intrinsics"],
+        atol=1e-4,
+    )
+
+
+def test_pair_carries_the_camera_motion_of_its_poses_and_a_flip_mirrors_it():
+    pose2 = np.eye(4, dtype=np.float32)
+    pose2[:3, :3] = geometry.rotation_matrix(tf.constant([0.0, 0.2, 0.0])).numpy()
+    pose2[:3, 3] = [0.5, 0.0, 2.0]
+    example = {
+        F.RGB: tf.zeros([3, 8, 16, 3], tf.uint8), F.INTRINSICS: tf.constant([8.0, 8.0, 7.5, 3.5]),
+        F.INTRINSICS_KNOWN: tf.constant(True), F.VIDEO_ID: tf.constant("v"),
+        F.CAMERA_TO_WORLD: tf.constant(np.stack([np.eye(4), pose2, pose2]), tf.float32),
+    }
+    pair = data.to_pair(example)
+    # X2 = R X1 + t with [R | t] = inv(P2) P1 = inv(P2): R = Ry(-0.2), t = -R (0.5, 0, 2).
+    np.testing.assert_allclose(pair["rotation"], [0.0, -0.2, 0.0], atol=1e-6)
+    r = geometry.rotation_matrix(tf.constant([0.0, -0.2, 0.0])).numpy()
+    np.testing.assert_allclose(pair["translation"], -r @ [0.5, 0.0, 2.0], atol=1e-5)
+    seed = _flip_seed(pair)
+    flipped = data.augment(pair, tf.constant([seed, 0], tf.int64), 8, 16, crop=False)
+    np.testing.assert_allclose(flipped["rotation"], [0.0, 0.2, 0.0], atol=1e-6)
+    np.testing.assert_allclose(flipped["translation"], pair["translation"] * [-1, 1, 1], atol=1e-6)
+
+
+def _flip_seed(pair):
+    for seed in range(20):
+        out = data.augment(pair, tf.constant([seed, 0], tf.int64), 8, 16, crop=False)
+        if float(out["intrinsics_map"][0, 2]) < 0:
+            return seed
+    raise AssertionError("no flipping seed below 20")
 
 
 def test_missing_path_names_it(tmp_path):

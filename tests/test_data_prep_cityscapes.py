@@ -6,7 +6,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from data_prep import cityscapes, common
+from data_prep import cityscapes
+from data_prep.builder import build
+from depth_motion_tf.errors import BadInputError
 
 INTRINSIC = {"fx": 2262.52, "fy": 2265.30, "u0": 1096.98, "v0": 513.14}
 
@@ -32,9 +34,9 @@ def _write_sequence(root, frames, split="train", city="aachen", seq="000000", si
 
 
 def _build(root, tmp_path, frame_stride=2, **kwargs):
-    return common.build(cityscapes.CityscapesTriplets,
-                        cityscapes.cityscapes_config(frame_stride=frame_stride), root,
-                        tmp_path / "out", workers=2, **kwargs)
+    return build(cityscapes.CityscapesTriplets,
+                 cityscapes.cityscapes_config(frame_stride=frame_stride), root,
+                 tmp_path / "out", workers=2, **kwargs).builder
 
 
 def _examples(builder, split="train"):
@@ -77,11 +79,11 @@ def test_missing_camera_json_is_reported(tmp_path):
     _write_sequence(tmp_path / "in", range(0, 6))
     for path in (tmp_path / "in" / "camera").rglob("*.json"):
         path.unlink()
-    with pytest.raises(common.BadInputError, match="aachen_000000_\\*_camera.json"):
+    with pytest.raises(BadInputError, match="aachen_000000_\\*_camera.json"):
         _build(tmp_path / "in", tmp_path)
 
 
 def test_frame_of_the_wrong_size_names_the_file(tmp_path):
     _write_sequence(tmp_path / "in", range(0, 6), size=(512, 1024, 3))
-    with pytest.raises(common.BadInputError, match="000000_leftImg8bit.png: cannot crop"):
+    with pytest.raises(BadInputError, match="000000_leftImg8bit.png: cannot crop"):
         _build(tmp_path / "in", tmp_path)

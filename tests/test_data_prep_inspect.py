@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep import common, inspect, struct2depth
+from data_prep import inspect, struct2depth
+from data_prep.builder import build
+from depth_motion_tf.errors import BadInputError
 
 
 @pytest.fixture
@@ -16,7 +18,7 @@ def data_dir(tmp_path):
         (seq / f"{stem}-fseg.png").write_bytes(tf.io.encode_png(wide).numpy())
         (seq / f"{stem}_cam.txt").write_text("96,0,24,0,80,8,0,0,1")
     config = struct2depth.struct2depth_config(height=8, width=24, with_mask=True)
-    common.build(struct2depth.Struct2depthTriplets, config, tmp_path / "in", tmp_path / "out")
+    build(struct2depth.Struct2depthTriplets, config, tmp_path / "in", tmp_path / "out")
     return tmp_path / "out"
 
 
@@ -43,5 +45,5 @@ def test_row_holds_three_frames_and_three_masks():
 
 
 def test_empty_data_dir_is_reported(tmp_path):
-    with pytest.raises(common.BadInputError, match="no TFDS dataset"):
+    with pytest.raises(BadInputError, match="no TFDS dataset"):
         inspect.inspect(tmp_path)

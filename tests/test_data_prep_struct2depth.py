@@ -4,7 +4,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from data_prep import common, struct2depth
+from data_prep import struct2depth
+from data_prep.builder import build
+from depth_motion_tf.errors import BadInputError
 
 COLOURS = ([255, 0, 0], [0, 255, 0], [0, 0, 255])  # one per frame of the wide image
 
@@ -20,10 +22,11 @@ def _write_triplet(seq_dir, stem, frame_h=16, frame_w=48, cam="96,0,24,0,80,8,0,
         (seq_dir / f"{stem}-fseg.png").write_bytes(tf.io.encode_png(seg).numpy())
 
 
-def _build(root, tmp_path, with_mask=False, **kwargs):
-    config = struct2depth.struct2depth_config(height=8, width=24, with_mask=with_mask)
-    return common.build(struct2depth.Struct2depthTriplets, config, root, tmp_path / "out",
-                        workers=2, **kwargs)
+def _build(root, tmp_path, with_mask=False, resize="area", **kwargs):
+    config = struct2depth.struct2depth_config(height=8, width=24, with_mask=with_mask,
+                                              resize=resize)
+    return build(struct2depth.Struct2depthTriplets, config, root, tmp_path / "out",
+                 workers=2, **kwargs).builder
 
 
 def _examples(builder, split="train"):
@@ -37,6 +40,17 @@ def test_wide_image_is_cut_into_three_frames_in_order(tmp_path):
     for frame, colour in zip(example["rgb"], COLOURS):
         assert np.all(frame == colour)
     assert example["video_id"] == b"seq"
+
+
+def test_bilinear_resize_samples_single_pixels_of_a_checkerboard(tmp_path):
+    seq_dir = tmp_path / "in" / "seq"
+    _write_triplet(seq_dir, "000001", frame_h=24, frame_w=72)
+    board = (np.indices((24, 72 * 3)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    (seq_dir / "000001.png").write_bytes(tf.io.encode_png(np.stack([board] * 3, -1)).numpy())
+    (example,) = _examples(_build(tmp_path / "in", tmp_path, resize="bilinear"))
+    # 72 -> 24 columns: output (i, j) samples source (3i + 1, 3j + 1), of parity i + j.
+    parity = np.indices((8, 24)).sum(axis=0) % 2
+    np.testing.assert_array_equal(example["rgb"][0, ..., 0], parity * 255)
 
 
 def test_cam_txt_intrinsics_are_scaled_with_the_frames(tmp_path):
@@ -65,12 +79,12 @@ def test_list_files_choose_the_splits(tmp_path):
 
 def test_malformed_cam_txt_names_the_file(tmp_path):
     _write_triplet(tmp_path / "in" / "seq", "000001", cam="1,2,3")
-    with pytest.raises(common.BadInputError, match="000001_cam.txt: has 3 values"):
+    with pytest.raises(BadInputError, match="000001_cam.txt: has 3 values"):
         _build(tmp_path / "in", tmp_path)
     assert not list((tmp_path / "out").rglob("dataset_info.json"))
 
 
 def test_missing_mask_names_the_file(tmp_path):
     _write_triplet(tmp_path / "in" / "seq", "000001", mask=False)
-    with pytest.raises(common.BadInputError, match="000001-fseg.png: file does not exist"):
+    with pytest.raises(BadInputError, match="000001-fseg.png: file does not exist"):
         _build(tmp_path / "in", tmp_path, with_mask=True)

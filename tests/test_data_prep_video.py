@@ -7,12 +7,16 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from data_prep import common, video
+from data_prep import video
+from data_prep.builder import build
+from data_prep.frames import CropBox, resize_frame
+from depth_motion_tf.errors import BadInputError
+from depth_motion_tf.media import Intrinsics
 
 
 def _build(input_path, tmp_path, **kwargs):
-    return common.build(video.VideoTriplets, video.video_config(), input_path,
-                        tmp_path / "out", workers=2, **kwargs)
+    return build(video.VideoTriplets, video.video_config(), input_path,
+                 tmp_path / "out", workers=2, **kwargs).builder
 
 
 def _examples(builder):
@@ -65,12 +69,12 @@ def test_mp4_frames_match_the_source_frames(clips, tmp_path):
     _write_mp4(paths, tmp_path / "clip.mp4")
     (example,) = _examples(_build(tmp_path / "clip.mp4", tmp_path))
     source = tf.io.decode_jpeg(tf.io.read_file(str(paths[1]))).numpy()
-    expected = common.resize_frame(source, common.CropBox(204, 0, 492, 1600), 128, 416)
+    expected = resize_frame(source, CropBox(204, 0, 492, 1600), 128, 416)
     assert np.mean(np.abs(example["rgb"][1].astype(float) - expected)) < 6.0  # lossy codec
 
 
 def test_normalised_intrinsics_flag_is_scaled_by_the_source_size(clips, tmp_path):
-    intrinsics = common.Intrinsics(0.5, 1.0, 0.5, 0.5, normalised=True)
+    intrinsics = Intrinsics(0.5, 1.0, 0.5, 0.5, normalised=True)
     (example, _) = _examples(_build(clips, tmp_path, intrinsics=intrinsics))
     np.testing.assert_allclose(
         example["intrinsics"], [0.5 * 1600 * 0.26, 900 * 128 / 492, 800 * 0.26,
@@ -83,7 +87,7 @@ def test_dashcam_json_matrix_is_read_as_normalised(shared_data):
 
 
 def test_two_frames_say_a_triplet_needs_three(shared_data, tmp_path):
-    with pytest.raises(common.BadInputError, match="dashcam_pair: has 2 frame.*needs 3"):
+    with pytest.raises(BadInputError, match="dashcam_pair: has 2 frame.*needs 3"):
         _build(shared_data / "dashcam_pair", tmp_path)
     assert not list((tmp_path / "out").rglob("dataset_info.json"))
 
@@ -92,7 +96,7 @@ def test_unreadable_video_names_the_file(tmp_path):
     bad = tmp_path / "in" / "broken.mp4"
     bad.parent.mkdir()
     bad.write_bytes(b"not a video at all" * 10)
-    with pytest.raises(common.BadInputError, match="broken.mp4: cannot be read as a video"):
+    with pytest.raises(BadInputError, match="broken.mp4: cannot be read as a video"):
         _build(bad.parent, tmp_path)
     assert not list((tmp_path / "out").rglob("dataset_info.json"))
 
@@ -108,12 +112,12 @@ def test_skip_bad_counts_the_unreadable_video_and_keeps_the_rest(clips, tmp_path
 
 def test_empty_folder_is_reported(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(common.BadInputError, match="empty: folder is empty"):
+    with pytest.raises(BadInputError, match="empty: folder is empty"):
         _build(tmp_path / "empty", tmp_path)
 
 
 def test_folder_without_frames_is_reported(tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "notes.txt").write_text("no frames")
-    with pytest.raises(common.BadInputError, match="no video files or image frames"):
+    with pytest.raises(BadInputError, match="no video files or image frames"):
         _build(tmp_path / "in", tmp_path)

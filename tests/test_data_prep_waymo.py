@@ -6,7 +6,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from data_prep import common, waymo
+from data_prep import waymo
+from data_prep.builder import build
+from depth_motion_tf.errors import BadInputError
 
 F_U, F_V, C_U, C_V = 100.0, 101.0, 47.0, 33.0
 HEIGHT, WIDTH = 64, 96  # source FRONT images
@@ -34,7 +36,7 @@ def _write_segment(path, records):
 
 def _build(root, tmp_path, **kwargs):
     config = waymo.waymo_config(height=8, width=26)  # aspect 3.25, as 416x128
-    return common.build(waymo.WaymoTriplets, config, root, tmp_path / "out", workers=2, **kwargs)
+    return build(waymo.WaymoTriplets, config, root, tmp_path / "out", workers=2, **kwargs).builder
 
 
 def _examples(builder, split="train"):
@@ -108,7 +110,7 @@ def test_split_folders_become_splits(tmp_path):
 def test_frame_without_front_image_names_the_record(tmp_path):
     path = tmp_path / "in" / "segment-123.tfrecord"
     _write_segment(path, [_frame(1, 50), _frame(2, 50, front=False), _frame(3, 50)])
-    with pytest.raises(common.BadInputError, match="segment-123.tfrecord#1: frame has no FRONT"):
+    with pytest.raises(BadInputError, match="segment-123.tfrecord#1: frame has no FRONT"):
         _build(tmp_path / "in", tmp_path)
 
 
@@ -116,6 +118,6 @@ def test_corrupt_segment_names_the_file(tmp_path):
     path = tmp_path / "in" / "segment-123.tfrecord"
     _write_segment(path, [_frame(t, 50) for t in (1, 2, 3)])
     path.write_bytes(path.read_bytes()[:-40])
-    with pytest.raises(common.BadInputError, match="segment-123.tfrecord: corrupt TFRecord"):
+    with pytest.raises(BadInputError, match="segment-123.tfrecord: corrupt TFRecord"):
         _build(tmp_path / "in", tmp_path)
     assert not list((tmp_path / "out").rglob("dataset_info.json"))

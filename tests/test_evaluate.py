@@ -9,6 +9,7 @@ from absl import flags
 from PIL import Image
 
 from depth_motion_tf import evaluate, ground_truth
+from depth_motion_tf.errors import BadInputError
 from depth_motion_tf.ground_truth import DepthSample
 
 KITTI_DRIVE = "2011_09_26/2011_09_26_drive_0001_sync"
@@ -131,6 +132,23 @@ def test_prediction_count_mismatch_is_a_clear_error(tmp_path):
     np.save(tmp_path / "pred.npy", np.ones((2, 3, 4), np.float32))
     with pytest.raises(ValueError, match="pred.npy: 2 predictions for 3 ground-truth images"):
         evaluate.load_predictions(tmp_path / "pred.npy", 3)
+
+
+def test_non_finite_prediction_names_the_file_and_the_prediction(tmp_path):
+    stack = np.ones((2, 3, 4), np.float32)
+    stack[1, 0, 0] = np.nan
+    np.save(tmp_path / "pred.npy", stack)
+    predictions = evaluate.load_predictions(tmp_path / "pred.npy", 2)
+    np.testing.assert_array_equal(predictions[0], stack[0])
+    with pytest.raises(BadInputError, match="pred.npy: prediction 1 has 1 non-finite"):
+        predictions[1]
+
+
+def test_missing_ground_truth_file_is_an_error_before_anything_is_read(tmp_path):
+    write_folder_dataset(tmp_path, count=2)
+    (tmp_path / "gt" / "001.npy").unlink()
+    with pytest.raises(FileNotFoundError, match="001.*: no depth file for .*001.png"):
+        ground_truth.folder_samples(tmp_path / "images", tmp_path / "gt")
 
 
 class RedPlusOne(tf.Module):

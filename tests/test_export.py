@@ -1,4 +1,5 @@
 """SavedModel / TFLite export: signatures checked in a fresh process against the Keras model."""
+import os
 import subprocess
 import sys
 import textwrap
@@ -7,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl import flags
+from absl import app, flags
 from PIL import Image
 
 from depth_motion_tf import config as config_lib
@@ -53,6 +54,16 @@ def make_run_dir(path):
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     tf.train.CheckpointManager(checkpoint, str(path / "checkpoints"), 1).save()
     return model, str(path)
+
+
+def saved_variable_shapes(path):
+    """Sorted shapes of the variables a SavedModel stores (its checkpoint, less the object graph)."""
+    entries = tf.train.list_variables(os.path.join(path, "variables", "variables"))
+    return sorted(tuple(shape) for key, shape in entries if key != "_CHECKPOINTABLE_OBJECT_GRAPH")
+
+
+def shapes_of(variables):
+    return sorted(tuple(v.shape) for v in variables)
 
 
 def run_export_cli(argv):
@@ -105,7 +116,10 @@ def test_depth_signature_in_a_fresh_process_matches_the_keras_model(exported, fr
 
 def test_motion_signature_in_a_fresh_process_matches_the_keras_model(exported, fresh_outputs):
     inputs, outputs = fresh_outputs
-    expected = exported["model"].predict_motion(as_float(inputs["image1"]), as_float(inputs["image2"]))
+    model = exported["model"]
+    expected = model.predict_motion(
+        as_float(inputs["image1"]), as_float(inputs["image2"]), step=export.checkpoint_step(model)
+    )
     for key in ("rotation", "translation", "residual_translation", "intrinsics"):
         np.testing.assert_allclose(
             outputs[f"motion.{key}"], expected[key].numpy(), rtol=1e-4, atol=1e-6, err_msg=key
@@ -136,11 +150,68 @@ def test_intrinsics_are_in_pixels_of_the_input_size(exported, fresh_outputs):
     np.testing.assert_allclose(outputs["constant_motion.intrinsics"][0], expected, rtol=1e-4)
 
 
-def test_export_cli_writes_the_saved_model_and_tflite_next_to_it(exported):
+def test_export_before_the_burn_in_ends_predicts_no_residual_field(exported, fresh_outputs):
+    _, outputs = fresh_outputs
+    assert export.checkpoint_step(exported["model"]) == 0  # the field starts at 10k of 20k steps
+    assert not np.any(outputs["motion.residual_translation"])
+
+
+def test_export_cli_writes_the_saved_model_and_tflite_inside_it(exported):
     saved_model, tflite = exported["paths"]
     assert saved_model == str(exported["root"] / "exported")
-    assert tflite == str(exported["root"] / export.TFLITE_FILE)
+    assert tflite == str(exported["root"] / "exported" / export.TFLITE_FILE)
     assert tf.saved_model.contains_saved_model(saved_model)
+
+
+def test_saved_model_stores_the_two_networks_and_no_optimizer(exported):
+    model = exported["model"]
+    networks = model.depth_net.weights + model.motion_net.weights
+    assert len(saved_variable_shapes(exported["paths"][0])) == len(networks) == 154
+    assert saved_variable_shapes(exported["paths"][0]) == shapes_of(networks)
+
+
+def test_depth_only_export_stores_the_depth_network_alone(exported):
+    output = exported["root"] / "depth_only"
+    (path,) = run_export_cli([f"--model_dir={exported['model_dir']}", f"--output={output}",
+                              "--signatures=depth"])
+    depth_net = exported["model"].depth_net
+    assert len(saved_variable_shapes(path)) == len(depth_net.weights) == 76
+    assert saved_variable_shapes(path) == shapes_of(depth_net.weights)
+    assert sorted(tf.saved_model.load(path).signatures) == ["depth", "serving_default"]
+
+
+def test_unknown_signature_flag_is_a_usage_error(exported):
+    with pytest.raises(app.UsageError, match="--signatures=depth,pose"):
+        run_export_cli([f"--model_dir={exported['model_dir']}", "--signatures=depth,pose"])
+
+
+@pytest.fixture(scope="module")
+def trained_per_video(tmp_path_factory):
+    """``(model, saved_model)``: a per-video-intrinsics model at step 1e6 (burn-in over), exported."""
+    root = tmp_path_factory.mktemp("per_video")
+    config = config_lib.TrainConfig(data="unused", model_dir=str(root), height=HEIGHT, width=WIDTH,
+                                     intrinsics="learned_per_video", num_videos=3)
+    model = config_lib.build_model(config, tf.distribute.get_strategy())
+    model.optimizer.iterations.assign(1_000_000)
+    return model, export.export_saved_model(model, str(root / "saved_model"))
+
+
+def test_per_video_intrinsics_table_is_stored_with_the_networks(trained_per_video):
+    model, path = trained_per_video
+    stored = model.depth_net.weights + model.motion_net.weights + [model.video_intrinsics]
+    assert saved_variable_shapes(path) == shapes_of(stored)
+
+
+def test_export_after_the_burn_in_predicts_the_full_residual_field(trained_per_video):
+    model, path = trained_per_video
+    rng = np.random.default_rng(2)
+    image1, image2 = (rng.integers(0, 256, (1, HEIGHT, WIDTH, 3), dtype=np.uint8) for _ in "12")
+    field = tf.saved_model.load(path).signatures["motion"](
+        image1=tf.constant(image1), image2=tf.constant(image2)
+    )["residual_translation"].numpy()
+    expected = model.predict_motion(as_float(image1), as_float(image2))["residual_translation"]
+    assert np.any(field)
+    np.testing.assert_allclose(field, expected.numpy(), rtol=1e-4, atol=1e-7)
 
 
 def test_tflite_depth_matches_the_keras_model(exported):

@@ -73,19 +73,34 @@ def test_invert_intrinsics_gives_identity_product():
     )
 
 
-def test_scale_intrinsics_scales_x_terms_by_sx_and_y_terms_by_sy():
-    k = geometry.scale_intrinsics(_k(100, 80, 50, 40), 0.5, 0.25)
+def test_scale_intrinsics_map_scales_x_terms_by_sx_and_y_terms_by_sy():
+    k = geometry.apply_intrinsics_map(geometry.scale_intrinsics_map(0.5, 0.25), _k(100, 80, 50, 40))
     np.testing.assert_allclose(geometry.intrinsics_vector(k), [[50, 20, 25, 10]])
 
 
-def test_crop_intrinsics_shifts_principal_point_by_offset():
-    k = geometry.crop_intrinsics(_k(100, 80, 50, 40), 12.0, 5.0)
+def test_crop_intrinsics_map_shifts_principal_point_by_offset():
+    k = geometry.apply_intrinsics_map(geometry.crop_intrinsics_map(12.0, 5.0), _k(100, 80, 50, 40))
     np.testing.assert_allclose(geometry.intrinsics_vector(k), [[100, 80, 38, 35]])
 
 
-def test_flip_intrinsics_mirrors_cx_and_keeps_cy():
-    k = geometry.flip_intrinsics(_k(100, 80, 50, 40), 416)
+def test_flip_intrinsics_map_mirrors_cx_and_keeps_cy():
+    k = geometry.apply_intrinsics_map(geometry.flip_intrinsics_map(416), _k(100, 80, 50, 40))
     np.testing.assert_allclose(geometry.intrinsics_vector(k), [[100, 80, 365, 40]])
+
+
+def test_composed_map_equals_the_maps_applied_in_turn_and_inverts():
+    k = _k(100, 80, 50, 40)
+    crop, scale = geometry.crop_intrinsics_map(12.0, 5.0), geometry.scale_intrinsics_map(0.5, 0.25)
+    flip = geometry.flip_intrinsics_map(208)
+    in_turn = geometry.apply_intrinsics_map(
+        flip, geometry.apply_intrinsics_map(scale, geometry.apply_intrinsics_map(crop, k))
+    )
+    composed = geometry.compose_intrinsics_maps(flip, geometry.compose_intrinsics_maps(scale, crop))
+    # By hand: fx 100·0.5, fy 80·0.25, cx 207 - (50-12)·0.5, cy (40-5)·0.25.
+    np.testing.assert_allclose(geometry.intrinsics_vector(in_turn), [[50, 20, 188, 8.75]])
+    np.testing.assert_allclose(geometry.apply_intrinsics_map(composed, k), in_turn, atol=1e-5)
+    back = geometry.apply_intrinsics_map(geometry.invert_intrinsics_map(composed), in_turn)
+    np.testing.assert_allclose(back, k, atol=1e-4)
 
 
 def test_per_video_intrinsics_at_initial_values():
@@ -235,3 +250,39 @@ def test_resample_runs_under_xla_with_same_result():
     y = tf.random.uniform([2, 4, 5], -1.0, 7.0)
     compiled = tf.function(geometry.resample, jit_compile=True)
     np.testing.assert_allclose(compiled(data, x, y), geometry.resample(data, x, y), atol=1e-6)
+
+
+# --- rigid motions -------------------------------------------------------------
+
+
+def test_euler_angles_invert_rotation_matrix():
+    angles = tf.constant([[0.1, -0.2, 0.3], [-0.5, 0.4, -1.2], [0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(
+        geometry.euler_angles(geometry.rotation_matrix(angles)), angles, atol=1e-6
+    )
+
+
+def test_inverse_motion_composes_to_identity():
+    angles, translation = tf.constant([[0.05, -0.1, 0.2]]), tf.constant([[0.3, -0.2, 1.5]])
+    inverse_angles, inverse_translation = geometry.invert_motion(angles, translation)
+    r, r_inv = geometry.rotation_matrix(angles)[0], geometry.rotation_matrix(inverse_angles)[0]
+    np.testing.assert_allclose(r_inv @ r, np.eye(3), atol=1e-6)
+    point = np.array([1.0, 2.0, 7.0], np.float32)
+    moved = r.numpy() @ point + translation[0].numpy()
+    np.testing.assert_allclose(r_inv.numpy() @ moved + inverse_translation[0].numpy(), point, atol=1e-5)
+
+
+def test_relative_motion_maps_camera1_points_into_camera2():
+    def pose(angles, position):
+        p = np.eye(4, dtype=np.float32)
+        p[:3, :3] = geometry.rotation_matrix(tf.constant(angles)).numpy()
+        p[:3, 3] = position
+        return p
+
+    pose1, pose2 = pose([0.0, 0.1, 0.0], [0.0, 0.0, 0.0]), pose([0.02, 0.15, -0.01], [0.3, 0.0, 1.0])
+    angles, translation = geometry.relative_motion(pose1, pose2)
+    point1 = np.array([0.5, -1.0, 8.0], np.float32)
+    world = pose1[:3, :3] @ point1 + pose1[:3, 3]
+    point2 = np.linalg.inv(pose2[:3, :3]) @ (world - pose2[:3, 3])  # by hand
+    moved = geometry.rotation_matrix(angles).numpy() @ point1 + translation.numpy()
+    np.testing.assert_allclose(moved, point2, atol=1e-5)

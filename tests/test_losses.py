@@ -122,7 +122,7 @@ def test_depth_proximity_weight_is_one_half_at_the_rms_depth_difference():
     np.testing.assert_allclose(weight, m2 / (0.04 + m2), rtol=1e-4)
 
 
-def test_rgbd_consistency_stops_gradients_of_weight_and_target_depth():
+def test_rgbd_consistency_stops_gradients_of_the_weight():
     warped, rgb1, depth2, rgb2 = _zoom_scene()
     depth1 = tf.Variable(tf.fill([1, 8, 10], 2.0))
     depth2 = tf.Variable(depth2)
@@ -133,7 +133,6 @@ def test_rgbd_consistency_stops_gradients_of_weight_and_target_depth():
         result = losses.rgbd_consistency(warped, rgb1, depth2, rgb2)
         weight_sum = tf.reduce_sum(result["depth_proximity_weight"])
     assert tape.gradient(weight_sum, [depth1, depth2]) == [None, None]
-    assert tape.gradient(result["depth_error"], depth2) is None
     assert np.abs(tape.gradient(result["depth_error"], depth1).numpy()).sum() > 0
 
 
@@ -465,3 +464,79 @@ def test_mixed_precision_inputs_give_float32_losses():
     inputs = {k: tf.cast(v, tf.float16) for k, v in _random_inputs().items()}
     result, _ = losses.DepthMotionLosses()(**inputs)
     assert all(v.dtype == tf.float32 for v in result.values())
+
+
+# --- the reference's loss options --------------------------------------------
+
+
+def test_depth_variance_uses_one_mean_over_all_maps():
+    # Two constant maps, 1 and 3: per-image normalisation would give variance 0
+    # (an infinite loss); one mean μ = 2 gives mean((D/2 - 1)²) = 0.25.
+    depth = tf.concat([tf.fill([1, 4, 4, 1], 1.0), tf.fill([1, 4, 4, 1], 3.0)], 0)
+    assert float(losses.depth_variance(depth)) == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("stop", [True, False])
+def test_target_depth_stop_gradient_option(stop):
+    inputs = _random_inputs()
+    inputs["depth2"] = tf.Variable(inputs["depth2"])
+    compute = losses.DepthMotionLosses(
+        losses.LossWeights(depth_consistency=1.0), target_depth_stop_gradient=stop
+    )
+    with tf.GradientTape() as tape:
+        result, _ = compute(**inputs)
+    gradient = tape.gradient(result["total"], inputs["depth2"])
+    assert (gradient is None) == stop
+    if not stop:
+        assert np.abs(tf.convert_to_tensor(gradient).numpy()).sum() > 0
+
+
+def test_loss_pyramid_average_pools_two_by_two():
+    image = tf.reshape(tf.range(16, dtype=tf.float32), [1, 4, 4, 1])
+    levels = losses.loss_pyramid(image, 3)
+    assert [tuple(level.shape) for level in levels] == [(1, 4, 4, 1), (1, 2, 2, 1), (1, 1, 1, 1)]
+    np.testing.assert_allclose(levels[1][0, :, :, 0], [[2.5, 4.5], [10.5, 12.5]])
+    assert float(levels[2][0, 0, 0, 0]) == pytest.approx(7.5)
+
+
+def test_intrinsics_at_scale_follow_the_pooled_pixel_centres():
+    # Pooled pixel 0 covers pixels 0 and 1, centred at 0.5: u → (u - 0.5) / 2.
+    k = losses.intrinsics_at_scale(_k(100, 80, 50.5, 40.5), 1)
+    np.testing.assert_allclose(geometry.intrinsics_vector(k), [[50, 40, 25, 20]])
+
+
+def test_two_scales_add_the_half_weighted_loss_of_the_pooled_inputs():
+    inputs = _random_inputs(height=8, width=12)
+    weights = losses.LossWeights()
+    one_scale = losses.DepthMotionLosses(weights)
+    full = one_scale(**inputs)[0]
+    pooled = {
+        name: losses.loss_pyramid(value, 2)[1] if value.shape.rank == 4 else value
+        for name, value in inputs.items()
+    }
+    pooled["intrinsics"] = losses.intrinsics_at_scale(inputs["intrinsics"], 1)
+    coarse = one_scale(**pooled)[0]
+    both = losses.DepthMotionLosses(weights, num_scales=2)(**inputs)[0]
+    for name in full:
+        assert float(both[name]) == pytest.approx(
+            float(full[name]) + 0.5 * float(coarse[name]), rel=1e-5
+        ), name
+
+
+def test_scale_normalization_divides_depth_and_translation_by_the_mean_depth():
+    inputs = _random_inputs()
+    weights = losses.LossWeights(depth_variance=1e-3)
+    normalised = losses.DepthMotionLosses(weights, scale_normalization=True)(**inputs)[0]
+    mean = tf.reduce_mean(inputs["depth1"])
+    by_hand = dict(inputs)
+    for name in ("depth1", "depth2", "translation", "residual_translation"):
+        by_hand[name] = inputs[name] / mean
+    plain = losses.DepthMotionLosses(weights)(**by_hand)[0]
+    for name in normalised:
+        assert float(normalised[name]) == pytest.approx(float(plain[name]), rel=1e-4), name
+    # Unchanged by a global rescaling of depth and translation (the option's purpose).
+    scaled = dict(inputs)
+    for name in ("depth1", "depth2", "translation", "residual_translation"):
+        scaled[name] = inputs[name] * 7.0
+    again = losses.DepthMotionLosses(weights, scale_normalization=True)(**scaled)[0]
+    assert float(again["total"]) == pytest.approx(float(normalised["total"]), rel=1e-4)

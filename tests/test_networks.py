@@ -116,6 +116,40 @@ def test_encoder_features_have_resnet18_strides_and_channels(depth_net):
     ]
 
 
+def test_parameter_counts_match_the_reference(depth_net, motion_net):
+    assert depth_net.count_params() == 14_325_425
+    assert motion_net.count_params() == 44_180_049
+
+
+def test_strided_shortcut_is_a_conv_without_normalisation(depth_net):
+    names = set(depth_net.encoder.named_variables())
+    assert "stage3_block1_shortcut_conv/kernel" in names
+    assert not [n for n in names if "shortcut_norm" in n]
+    block = depth_net.encoder.blocks[2]  # stage 3, block 1
+    x = tf.random.normal([1, 8, 8, 64])
+    # With the residual branch zeroed out, the block is relu(shortcut_conv(x)) exactly.
+    saved = block["norm2"].gamma.numpy(), block["norm2"].beta.numpy()
+    block["norm2"].gamma.assign(tf.zeros_like(saved[0]))
+    block["norm2"].beta.assign(tf.zeros_like(saved[1]))
+    try:
+        out = depth_net.encoder._basic_block(x, block, 0.0, False)
+        np.testing.assert_allclose(out, tf.nn.relu(block["shortcut_conv"](x)), atol=1e-6)
+    finally:
+        block["norm2"].gamma.assign(saved[0])
+        block["norm2"].beta.assign(saved[1])
+
+
+@pytest.mark.parametrize(
+    "layer, fan_out", [("conv1", 7 * 7 * 64), ("stage4_block1_conv1", 3 * 3 * 256),
+                       ("stage5_block1_shortcut_conv", 1 * 1 * 512)],
+)
+def test_encoder_kernels_are_untruncated_fan_out_normal(depth_net, layer, fan_out):
+    kernel = depth_net.encoder.named_variables()[f"{layer}/kernel"].numpy().ravel()
+    expected = np.sqrt(2.0 / fan_out)  # the reference's s_conv
+    assert kernel.std() == pytest.approx(expected, rel=0.05)
+    assert np.abs(kernel).max() > 2.5 * expected  # a truncated normal stops at 2 stddev
+
+
 def test_depth_net_rejects_sizes_not_multiple_of_32(depth_net):
     with pytest.raises(ValueError, match="height 80 is not a multiple of 32"):
         depth_net(tf.zeros([1, 80, WIDTH, 3]))

@@ -6,8 +6,8 @@ import tensorflow as tf
 from absl import flags
 from PIL import Image
 
-from data_prep import common
-from depth_motion_tf import evaluate, export, predict
+from depth_motion_tf import evaluate, export, media, predict
+from depth_motion_tf.errors import BadInputError
 from tests.test_export import HEIGHT, WIDTH, make_run_dir
 
 SOURCE, TARGET = "test_sequence_source", "test_sequence_target"
@@ -59,7 +59,7 @@ def dashcam(run_dir, tmp_path_factory):
         f"--intrinsics={folder / 'test_sequence_intrinsics.json'}", "--batch_size=1",
     ])
     # Decoded as predict decodes them (JPEG decoders differ in the last bits).
-    images = {name: common.read_image(folder / f"{name}.jpg") for name in (SOURCE, TARGET)}
+    images = {name: media.read_image(folder / f"{name}.jpg") for name in (SOURCE, TARGET)}
     return out, summary, images
 
 
@@ -216,12 +216,12 @@ def test_empty_folder_is_a_clear_error(tmp_path):
 def test_unreadable_video_names_the_file(tmp_path):
     path = tmp_path / "broken.mp4"
     path.write_bytes(b"not a video at all")
-    with pytest.raises(common.BadInputError, match="broken.mp4: cannot be read as a video"):
+    with pytest.raises(BadInputError, match="broken.mp4: cannot be read as a video"):
         predict.find_inputs(str(path))
 
 
 def test_unreadable_image_names_the_file(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a png")
     source = predict.find_inputs(str(tmp_path))
-    with pytest.raises(common.BadInputError, match="bad.png"):
+    with pytest.raises(BadInputError, match="bad.png"):
         list(predict.same_size_batches(source.frames, 2))

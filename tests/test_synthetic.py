@@ -200,7 +200,14 @@ BUILD_HEIGHT, BUILD_WIDTH = 32, 64
 def built(tmp_path_factory):
     """Runs the CLI once; returns (its stdout, the dataset builder read back)."""
     output = tmp_path_factory.mktemp("synthetic")
-    result = subprocess.run(
+    result = _run_cli(output)
+    (dataset_dir,) = [p.parent for p in output.glob("synthetic/*/*/dataset_info.json")]
+    return result.stdout, tfds.builder_from_directory(str(dataset_dir))
+
+
+def _run_cli(output):
+    """``python -m data_prep.synthetic`` at the small test size into ``output``."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -218,8 +225,6 @@ def built(tmp_path_factory):
         text=True,
         check=True,
     )
-    (dataset_dir,) = [p.parent for p in output.glob("synthetic/*/*/dataset_info.json")]
-    return result.stdout, tfds.builder_from_directory(str(dataset_dir))
 
 
 def _decoded(builder, split):
@@ -230,6 +235,21 @@ def test_cli_reports_triplet_counts(built):
     stdout, _ = built
     assert f"wrote {TRAIN_VIDEOS * (FRAMES - 2)} train and " in stdout
     assert f"{TEST_VIDEOS * (FRAMES - 2)} test triplets" in stdout
+
+
+def test_cli_rerun_with_the_same_flags_reuses_the_data(built):
+    _, builder = built
+    output = pathlib.Path(builder.data_dir).parents[2]
+    info = pathlib.Path(builder.data_dir) / "dataset_info.json"
+    written = info.stat().st_mtime_ns
+    stdout = _run_cli(output).stdout
+    assert stdout == (
+        f"synthetic: reused {TRAIN_VIDEOS * (FRAMES - 2)} train and "
+        f"{TEST_VIDEOS * (FRAMES - 2)} test triplets ({BUILD_HEIGHT}x{BUILD_WIDTH}) in "
+        f"{builder.data_dir}: same flags and version as its fingerprint.json "
+        "(--overwrite rebuilds)\n"
+    )
+    assert info.stat().st_mtime_ns == written
 
 
 def test_built_dataset_has_one_triplet_per_interior_frame(built):

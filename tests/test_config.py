@@ -1,0 +1,34 @@
+"""TrainConfig and the model factory: the reference's optimizer, saved configs."""
+import dataclasses
+
+import keras
+import pytest
+
+from depth_motion_tf import config as config_lib
+
+
+def test_optimizer_is_adam_with_the_reference_epsilon_and_no_keras_clipping():
+    optimizer = config_lib.make_optimizer(config_lib.TrainConfig(data="", model_dir=""))
+    assert isinstance(optimizer, keras.optimizers.Adam)
+    assert optimizer.epsilon == pytest.approx(1e-8)  # TF1's AdamOptimizer (Keras: 1e-7)
+    assert (optimizer.beta_1, optimizer.beta_2) == (0.9, 0.999)
+    # Keras would clip each replica's gradient before the sum; the model clips the sum.
+    assert optimizer.global_clipnorm is None and optimizer.clipnorm is None
+
+
+def test_saved_config_round_trips(tmp_path):
+    config = config_lib.TrainConfig(data="d", model_dir=str(tmp_path), rigid_motion="independent",
+                                    num_scales=3, egomotion="given")
+    config_lib.save_config(config, str(tmp_path))
+    assert config_lib.load_config(str(tmp_path)) == config
+
+
+def test_missing_config_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        config_lib.load_config(str(tmp_path))
+
+
+def test_every_model_option_reaches_the_model():
+    names = {f.name for f in dataclasses.fields(config_lib.TrainConfig)}
+    assert {"rigid_motion", "egomotion", "num_scales", "scale_normalization",
+            "target_depth_stop_gradient", "clip_norm"} <= names
