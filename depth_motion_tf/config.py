@@ -36,6 +36,7 @@ class TrainConfig:
     batch_size: int = 16
     num_steps: int = 1_000_000
     learning_rate: float = 2e-4
+    learning_rate_decay: str = "none"
     clip_norm: float = 10.0
     max_bad_steps: int = 100
     jit_compile: bool = False
@@ -104,6 +105,25 @@ def set_precision_policy(mode):
     return policy
 
 
+COSINE_FINAL_FRACTION = 0.1  # --learning_rate_decay=cosine ends at this fraction of the rate
+
+
+def learning_rate_schedule(config):
+    """The learning rate: constant (the reference's), or ``cosine`` from ``learning_rate``
+    at step 0 to ``COSINE_FINAL_FRACTION`` of it at ``num_steps``.
+
+    Returns:
+        A float or a ``keras.optimizers.schedules.LearningRateSchedule`` of the step.
+    """
+    if config.learning_rate_decay == "none":
+        return config.learning_rate
+    if config.learning_rate_decay == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, config.num_steps, alpha=COSINE_FINAL_FRACTION
+        )
+    raise ValueError(f"learning_rate_decay must be none or cosine, got {config.learning_rate_decay!r}")
+
+
 def make_optimizer(config):
     """Adam as the reference's (β1 0.9, β2 0.999, ε 1e-8), loss-scaled under mixed_float16.
 
@@ -112,7 +132,7 @@ def make_optimizer(config):
     ``DepthMotionModel`` clips the summed gradient itself (``clip_norm``).
     """
     optimizer = keras.optimizers.Adam(
-        config.learning_rate, beta_1=0.9, beta_2=0.999, epsilon=ADAM_EPSILON
+        learning_rate_schedule(config), beta_1=0.9, beta_2=0.999, epsilon=ADAM_EPSILON
     )
     if keras.mixed_precision.global_policy().name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

@@ -45,6 +45,8 @@ _HELP = {
     "batch_size": "Global batch size (split across replicas).",
     "num_steps": "Total training steps.",
     "learning_rate": "Adam learning rate.",
+    "learning_rate_decay": "none (the reference's constant rate) or cosine (from --learning_rate "
+    "down to a tenth of it at --num_steps; for short runs).",
     "clip_norm": "Global gradient-norm clipping.",
     "max_bad_steps": "Stop after this many consecutive steps with non-finite loss or gradients.",
     "jit_compile": "Compile the per-replica loss and gradient math with XLA.",
@@ -83,6 +85,7 @@ _ENUMS = {
     "mixed_precision": ["off", "on", "mixed_float16", "mixed_bfloat16"],
     "intrinsics": ["given", "learned", "learned_per_video"],
     "rigid_motion": ["antisymmetric", "independent"],
+    "learning_rate_decay": ["none", "cosine"],
     "egomotion": ["learned", "given"],
     "sparsity": ["l1_2", "l1"],
 }
@@ -147,6 +150,11 @@ def validate(config):
         raise ValueError(f"--num_scales={config.num_scales} must be ≥ 1 and leave levels of ≥ 8 pixels")
     if config.checkpoint_every <= 0 or config.summary_every <= 0:
         raise ValueError("--checkpoint_every and --summary_every must be positive")
+    if config.num_steps % config.checkpoint_every:
+        raise ValueError(
+            f"--num_steps={config.num_steps} must be a multiple of --checkpoint_every="
+            f"{config.checkpoint_every} (training runs whole epochs of that many steps)"
+        )
     if config.batch_size % tf.distribute.get_strategy().num_replicas_in_sync:
         raise ValueError("--batch_size must be divisible by the number of replicas")
 

@@ -92,6 +92,15 @@ def test_train_with_a_height_not_a_multiple_of_32(tmp_path):
     assert error_line(result) == "error: --height and --width must be multiples of 32, got 100x416"
 
 
+def test_train_with_steps_not_a_multiple_of_the_checkpoint_interval(tmp_path):
+    result = run_cli("depth_motion_tf.train", f"--data={tmp_path}", f"--model_dir={tmp_path / 'run'}",
+                     "--num_steps=1100", "--checkpoint_every=150")
+    assert error_line(result) == (
+        "error: --num_steps=1100 must be a multiple of --checkpoint_every=150 "
+        "(training runs whole epochs of that many steps)"
+    )
+
+
 # ---------------------------------------------------------------- evaluate --
 
 

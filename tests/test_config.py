@@ -32,3 +32,14 @@ def test_every_model_option_reaches_the_model():
     names = {f.name for f in dataclasses.fields(config_lib.TrainConfig)}
     assert {"rigid_motion", "egomotion", "num_scales", "scale_normalization",
             "target_depth_stop_gradient", "clip_norm"} <= names
+
+
+def test_cosine_decay_goes_from_the_rate_to_a_tenth_at_num_steps():
+    config = config_lib.TrainConfig(data="", model_dir="", learning_rate=5e-4, num_steps=900,
+                                    learning_rate_decay="cosine")
+    schedule = config_lib.learning_rate_schedule(config)
+    assert float(schedule(0)) == pytest.approx(5e-4)
+    assert float(schedule(450)) == pytest.approx(5e-4 * (0.1 + 0.9 * 0.5), rel=1e-4)
+    assert float(schedule(900)) == pytest.approx(5e-5)
+    constant = config_lib.learning_rate_schedule(dataclasses.replace(config, learning_rate_decay="none"))
+    assert constant == 5e-4
