@@ -204,13 +204,16 @@ class StopOnBadSteps(keras.callbacks.Callback):
             )
 
 
-def evaluate_depth_on(model, config):
-    """Depth metrics (summary dict) of ``model`` on ``config.eval_data``'s ground truth."""
+def depth_evaluator(model, config):
+    """``evaluate()`` → depth metrics (summary dict) of ``model`` on ``config.eval_data``'s ground truth.
+
+    The predictor is traced once, so evaluating at every checkpoint costs only the predictions.
+    """
     from depth_motion_tf import evaluate, ground_truth
 
     samples = ground_truth.tfds_samples(config.eval_data, config.eval_split)
     predict = export.keras_depth_predictor(model, config.height, config.width)
-    return evaluate.evaluate_depth(predict, samples).summary
+    return lambda: evaluate.evaluate_depth(predict, samples).summary
 
 
 def _ordered_pairs(dataset_dir, split):
@@ -319,7 +322,7 @@ class LearningCurve(keras.callbacks.Callback):
     def __init__(self, evaluate_fn, path, writer, baseline=None):
         """
         Args:
-            evaluate_fn: ``model → metric summary dict`` (with ``abs_rel``).
+            evaluate_fn: ``() → metric summary dict`` (with ``abs_rel``) of the model.
             path: the ``.png`` to write; ``(step, abs_rel)`` pairs are kept beside
                 it as ``.json`` so that a resumed run continues the curve.
             writer: TensorBoard summary writer (``eval/abs_rel``).
@@ -335,7 +338,7 @@ class LearningCurve(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
-        abs_rel = self.evaluate_fn(self.model)["abs_rel"]
+        abs_rel = self.evaluate_fn()["abs_rel"]
         self.history = [p for p in self.history if p[0] < step] + [(step, abs_rel)]
         with self.writer.as_default():
             tf.summary.scalar("eval/abs_rel", abs_rel, step=step)
@@ -409,7 +412,8 @@ def train(config):
     result = {"checkpoint_dir": checkpoint_dir, "saved_model": None}
     if config.eval_data:
         result["metrics_constant"] = evaluate_constant_depth(config)
-        result["metrics_before"] = evaluate_depth_on(model, config)
+        evaluate_depth = depth_evaluator(model, config)
+        result["metrics_before"] = evaluate_depth()
     step = int(model.optimizer.iterations.numpy())
     writer = (tf.summary.create_file_writer(os.path.join(config.model_dir, "train")) if chief
               else tf.summary.create_noop_writer())
@@ -419,7 +423,7 @@ def train(config):
     if config.eval_data and chief:
         result["learning_curve"] = os.path.join(config.model_dir, LEARNING_CURVE_FILE)
         callbacks.append(LearningCurve(
-            lambda m: evaluate_depth_on(m, config), result["learning_curve"], writer,
+            evaluate_depth, result["learning_curve"], writer,
             baseline=result["metrics_constant"]["abs_rel"],
         ))
     if step < config.num_steps:
@@ -436,7 +440,7 @@ def train(config):
     result["step"] = int(model.optimizer.iterations.numpy())
     result["loss"] = history.history["total"][-1] if history else float("nan")
     if config.eval_data:
-        result["metrics_after"] = evaluate_depth_on(model, config)
+        result["metrics_after"] = evaluate_depth()
         result["motion"] = evaluate_motion_on(model, config)
     if config.export:
         saved_model = export.export_saved_model(model, os.path.join(output_dir, "saved_model"))
