@@ -107,7 +107,7 @@ class DepthMotionModel(keras.Model):
             {
                 "rgb": tf.zeros([1, 2, self.height, self.width, 3]),
                 "intrinsics": tf.eye(3, batch_shape=[1]),
-                "intrinsics_map": IDENTITY_INTRINSICS_MAP[None],
+                "intrinsics_map": identity_intrinsics_map()[None],
                 "video_index": tf.zeros([1], tf.int32),
                 "rotation": tf.zeros([1, 3]),
                 "translation": tf.zeros([1, 3]),
@@ -239,7 +239,9 @@ class DepthMotionModel(keras.Model):
             params = tf.gather(self.video_intrinsics, batch["video_index"])
             full_frame_k = geometry.per_video_intrinsics(params, self.height, self.width)
             # The learned K is the full frame's; the augmentation's map takes it to this crop.
-            mapping = batch.get("intrinsics_map", IDENTITY_INTRINSICS_MAP)  # none: not augmented
+            mapping = batch.get("intrinsics_map")
+            if mapping is None:  # a batch that was not augmented
+                mapping = identity_intrinsics_map()
             k = geometry.apply_intrinsics_map(mapping, full_frame_k)
         else:
             k = tf.cast(batch["intrinsics"], tf.float32)
@@ -403,7 +405,10 @@ def _swap_directions(x):
     return tf.concat([x[half:], x[:half]], 0)
 
 
-IDENTITY_INTRINSICS_MAP = geometry.intrinsics_map(tf.ones([4]), tf.zeros([4]))
+def identity_intrinsics_map():
+    """``[2, 4]``: the map of no augmentation (a function: no tensor at import, which would
+    start TensorFlow's runtime before a multi-worker strategy can configure it)."""
+    return geometry.intrinsics_map(tf.ones([4]), tf.zeros([4]))
 
 
 def _with_inverse(rotation, translation):

@@ -142,8 +142,11 @@ def distribute_by_data(dataset, strategy):
     return dataset.with_options(options)
 
 
-def validate(config):
-    """Raises ValueError for flag combinations that cannot work."""
+def validate(config, replicas):
+    """Raises ValueError for flag combinations that cannot work with ``replicas`` replicas.
+
+    Touches no TensorFlow runtime state: a multi-worker strategy must be created first.
+    """
     if config.height % 32 or config.width % 32:
         raise ValueError(f"--height and --width must be multiples of 32, got {config.height}x{config.width}")
     if config.num_scales < 1 or min(config.height, config.width) >> (config.num_scales - 1) < 8:
@@ -155,8 +158,10 @@ def validate(config):
             f"--num_steps={config.num_steps} must be a multiple of --checkpoint_every="
             f"{config.checkpoint_every} (training runs whole epochs of that many steps)"
         )
-    if config.batch_size % tf.distribute.get_strategy().num_replicas_in_sync:
-        raise ValueError("--batch_size must be divisible by the number of replicas")
+    if config.batch_size < 1:
+        raise ValueError(f"--batch_size={config.batch_size}: must be at least 1")
+    if config.batch_size % replicas:
+        raise ValueError(f"--batch_size={config.batch_size}: must be divisible by the {replicas} replicas")
 
 
 def check_data_fits(dataset, config):
@@ -371,8 +376,7 @@ def train(config):
     """
     set_precision_policy(config.mixed_precision)
     strategy = make_strategy()
-    with strategy.scope():
-        validate(config)
+    validate(config, strategy.num_replicas_in_sync)
     dataset = data.make_dataset(
         config.data,
         config.split,
@@ -463,15 +467,8 @@ def expected_replicas():
 
 def check_flags(config):
     """Raises app.UsageError for flags that cannot work, before anything is built or read."""
-    if config.batch_size < 1:
-        raise app.UsageError(f"--batch_size={config.batch_size}: must be at least 1")
-    replicas = expected_replicas()
-    if config.batch_size % replicas:
-        raise app.UsageError(
-            f"--batch_size={config.batch_size}: must be divisible by the {replicas} replicas"
-        )
     try:
-        validate(config)
+        validate(config, expected_replicas())
     except ValueError as error:
         raise app.UsageError(str(error)) from None
     cli.check_paths(config, ["data", "eval_data"])  # --encoder_weights may be a checkpoint prefix
