@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from depth_motion_tf import cli, data, export, visualize
+from depth_motion_tf import cli, data, export, geometry, visualize
 from depth_motion_tf.config import TrainConfig, build_model, save_config, set_precision_policy
 from depth_motion_tf.losses import LossWeights
 
@@ -272,21 +272,21 @@ def evaluate_motion_on(model, config, batch_size=8):
     )
     rgb = tf.reshape(rgb, [len(examples), 2, config.height, config.width, 3])
     step = model.optimizer.iterations
-    outputs = {"1→2": [], "2→1": [], "field": []}
+    outputs = {"1→2": [], "2→1": [], "rotation": [], "field": []}
     for start in range(0, len(examples), batch_size):
         first, second = rgb[start : start + batch_size, 0], rgb[start : start + batch_size, 1]
         forward = model.predict_motion(first, second, step=step)
         outputs["1→2"].append(forward["translation"].numpy())
         outputs["2→1"].append(model.predict_motion(second, first, step=step)["translation"].numpy())
         outputs["field"].append(forward["residual_translation"].numpy())
-        outputs.setdefault("rotation", []).append(forward["rotation"].numpy())
+        outputs["rotation"].append(forward["rotation"].numpy())
     predicted = {name: np.concatenate(value) for name, value in outputs.items()}
-    poses = np.stack([e[F.CAMERA_TO_WORLD][:2] for e in examples]).astype(np.float64)
-    truth = np.linalg.inv(poses[:, 1]) @ poses[:, 0]  # X2 = R X1 + t
-    inverse = np.linalg.inv(truth)
+    poses = np.stack([e[F.CAMERA_TO_WORLD][:2] for e in examples])
+    rotation, translation = geometry.relative_motion(poses[:, 0], poses[:, 1])
+    _, inverse = geometry.invert_motion(rotation, translation)
     result = {"egomotion": {
-        "1→2": metrics.translation_agreement(predicted["1→2"], truth[:, :3, 3]),
-        "2→1": metrics.translation_agreement(predicted["2→1"], inverse[:, :3, 3]),
+        "1→2": metrics.translation_agreement(predicted["1→2"], translation.numpy()),
+        "2→1": metrics.translation_agreement(predicted["2→1"], inverse.numpy()),
     }}
     matrices = odometry.motion_matrices(np.concatenate([predicted["rotation"], predicted["1→2"]], -1))
     errors, start = [], 0
