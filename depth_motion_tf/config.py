@@ -124,14 +124,48 @@ def learning_rate_schedule(config):
     raise ValueError(f"learning_rate_decay must be none or cosine, got {config.learning_rate_decay!r}")
 
 
+class FusedAdam(keras.optimizers.Adam):
+    """Keras' Adam, each variable updated by TensorFlow's fused ``ResourceApplyAdam`` kernel.
+
+    The same update, variables and checkpoint names as ``keras.optimizers.Adam``
+    (and the same as TF1's ``tf.train.AdamOptimizer``, which the reference
+    uses): ``m += (1−β1)(g − m)``, ``v += (1−β2)(g² − v)``,
+    ``θ −= lr·√(1−β2ᵗ)/(1−β1ᵗ) · m / (√v + ε)``. Keras writes that as about
+    twelve element-wise ops per variable, each a pass over memory: on the CPU
+    they took about 40% of a 64x192 train step for the 58M parameters; the
+    fused kernel makes one pass.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        """Updates one float ``variable`` (and its moments) in place from ``gradient`` (same shape)."""
+        if self.amsgrad or isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        index = self._get_variable_index(variable)
+        constant = lambda value: tf.cast(value, dtype)
+        return tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle,
+            m=self._momentums[index].value.handle,
+            v=self._velocities[index].value.handle,
+            beta1_power=tf.pow(constant(self.beta_1), step),
+            beta2_power=tf.pow(constant(self.beta_2), step),
+            lr=constant(learning_rate),
+            beta1=constant(self.beta_1),
+            beta2=constant(self.beta_2),
+            epsilon=constant(self.epsilon),
+            grad=tf.cast(gradient, dtype),
+        )
+
+
 def make_optimizer(config):
-    """Adam as the reference's (β1 0.9, β2 0.999, ε 1e-8), loss-scaled under mixed_float16.
+    """Adam as the reference's (β1 0.9, β2 0.999, ε 1e-8, fused), loss-scaled under mixed_float16.
 
     Gradient clipping is not the optimizer's: Keras clips each replica's part
     before the cross-replica sum, the reference clips the global gradient;
     ``DepthMotionModel`` clips the summed gradient itself (``clip_norm``).
     """
-    optimizer = keras.optimizers.Adam(
+    optimizer = FusedAdam(
         learning_rate_schedule(config), beta_1=0.9, beta_2=0.999, epsilon=ADAM_EPSILON
     )
     if keras.mixed_precision.global_policy().name == "mixed_float16":

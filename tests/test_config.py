@@ -2,7 +2,9 @@
 import dataclasses
 
 import keras
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from depth_motion_tf import config as config_lib
 
@@ -43,3 +45,23 @@ def test_cosine_decay_goes_from_the_rate_to_a_tenth_at_num_steps():
     assert float(schedule(900)) == pytest.approx(5e-5)
     constant = config_lib.learning_rate_schedule(dataclasses.replace(config, learning_rate_decay="none"))
     assert constant == 5e-4
+
+
+def test_fused_adam_makes_the_same_updates_as_keras_adam(tmp_path):
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(5, 7)).astype("float32")
+    plain, fused = keras.Variable(start), keras.Variable(start)
+    reference = keras.optimizers.Adam(1e-2, epsilon=1e-8)
+    optimizer = config_lib.FusedAdam(1e-2, epsilon=1e-8)
+    for _ in range(5):
+        gradient = tf.constant(rng.normal(size=(5, 7)).astype("float32"))
+        reference.apply([gradient], [plain])
+        optimizer.apply([gradient], [fused])
+    assert np.abs(fused.numpy() - start).max() > 0.04  # five steps of about lr each
+    np.testing.assert_allclose(fused.numpy(), plain.numpy(), atol=1e-6)
+    # The same slots, so a checkpoint of Keras' Adam restores into it (all of it).
+    path = tf.train.Checkpoint(optimizer=reference).save(str(tmp_path / "adam"))
+    restored = config_lib.FusedAdam(1e-2, epsilon=1e-8)
+    restored.build([keras.Variable(start)])
+    tf.train.Checkpoint(optimizer=restored).restore(path).assert_consumed()
+    np.testing.assert_allclose(restored.variables[-1].numpy(), reference.variables[-1].numpy())

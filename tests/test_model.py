@@ -231,11 +231,18 @@ def test_two_replicas_clip_the_summed_gradient_like_one_device():
 def test_clip_scales_the_gradient_to_the_clip_norm():
     model = _model(clip_norm=1.0)
     gradients = [tf.constant([3.0, 4.0]), None, tf.constant([0.0])]
-    clipped = model._clip_global_norm(gradients)
-    assert clipped[1] is None
+    clipped, norm = model._clip_global_norm(gradients)
+    assert clipped[1] is None and float(norm) == pytest.approx(5.0)
     np.testing.assert_allclose(clipped[0], [0.6, 0.8], rtol=1e-6)
-    small = model._clip_global_norm([tf.constant([0.3, 0.4])])
+    small, _ = model._clip_global_norm([tf.constant([0.3, 0.4])])
     np.testing.assert_allclose(small[0], [0.3, 0.4])
+
+
+def test_clip_norm_is_not_finite_when_one_gradient_is_not():
+    model = _model(clip_norm=1.0)
+    gradients, norm = model._clip_global_norm([tf.constant([3.0, np.inf]), tf.constant([1.0])])
+    assert not np.isfinite(float(norm))
+    np.testing.assert_array_equal(gradients[1], [1.0])  # left unscaled: the step is skipped
 
 
 # --- rigid-motion parametrisation and given ego-motion (METHOD.md §7) ---------
