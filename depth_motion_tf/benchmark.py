@@ -42,8 +42,8 @@ TRAIN_KEYS = (
     "train_step_flops", "achieved_flops_per_s", "matmul_flops_per_s", "fraction_of_matmul",
 )
 INPUT_KEYS = ("threads", "cache", "batch_size", "examples_per_s", "host_peak_rss_mb")
-INFERENCE_KEYS = ("jit_compile", "batch_size", "latency_ms", "examples_per_s",
-                  "flops_per_example", "floor_ms")
+INFERENCE_KEYS = ("mixed_precision", "policy", "jit_compile", "batch_size", "latency_ms",
+                  "examples_per_s", "flops_per_example", "floor_ms", "max_relative_difference")
 SECTIONS = ("train", "input", "inference")
 
 
@@ -241,26 +241,30 @@ def benchmark_input(data_dir, height, width, batch_size, threads, cache, warmup_
     }
 
 
-def benchmark_inference(height, width, batch_sizes, jit_compile, warmup, repeats):
-    """Exports a fresh float32 model, loads the SavedModel and times its ``depth`` signature.
+def benchmark_inference(height, width, batch_sizes, jit_compile, mixed_precision, warmup, repeats,
+                        outputs_dir):
+    """Exports a fresh model in one precision, loads the SavedModel and times its ``depth`` signature.
 
     Inputs are uint8 frames at the model's size; one export per ``jit_compile``
-    setting (see ``export.export_saved_model``). ``floor_ms`` is the network's
-    FLOPs over the measured matmul rate: no float32 kernel can beat it here.
+    setting (see ``export.export_saved_model``). The weights are seeded, so
+    every precision exports the same network. ``floor_ms`` is the network's
+    FLOPs over the matmul rate measured in the compute dtype: no kernel of that
+    dtype can beat it here. The batch-1 depth of each export is saved in
+    ``outputs_dir`` for :func:`add_relative_differences`.
     Returns:
-        list of dicts with the keys of ``INFERENCE_KEYS``.
+        list of dicts with the keys of ``INFERENCE_KEYS`` (but ``max_relative_difference``).
     """
     import tensorflow as tf
 
     from depth_motion_tf import config as config_lib
     from depth_motion_tf import export
 
-    config_lib.set_precision_policy("off")
+    policy = config_lib.set_precision_policy(mixed_precision)
     config = config_lib.TrainConfig(data="", model_dir="", height=height, width=width, seed=0)
     model = config_lib.build_model(config, tf.distribute.get_strategy())
     network = tf.function(lambda images: model(images))
     flops = graph_flops(network.get_concrete_function(tf.zeros([1, height, width, 3])))
-    matmul_rate = matmul_flops_per_s(tf.float32)
+    matmul_rate = matmul_flops_per_s(tf.dtypes.as_dtype(keras_compute_dtype()))
     rng = np.random.default_rng(0)
     results = []
     for jit in jit_compile:
@@ -270,11 +274,31 @@ def benchmark_inference(height, width, batch_sizes, jit_compile, warmup, repeats
             image = tf.constant(rng.integers(0, 256, (batch_size, height, width, 3), dtype=np.uint8))
             seconds = median_seconds(lambda: depth(image=image)["depth"].numpy(), warmup, repeats)
             results.append({
-                "jit_compile": jit, "batch_size": batch_size, "latency_ms": 1000.0 * seconds,
+                "mixed_precision": mixed_precision, "policy": policy, "jit_compile": jit,
+                "batch_size": batch_size, "latency_ms": 1000.0 * seconds,
                 "examples_per_s": batch_size / seconds, "flops_per_example": flops,
                 "floor_ms": 1000.0 * batch_size * flops / matmul_rate,
             })
+        image = np.random.default_rng(1).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+        np.save(_depth_sample_path(outputs_dir, policy, jit), depth(image=tf.constant(image))["depth"].numpy())
     return results
+
+
+def _depth_sample_path(outputs_dir, policy, jit_compile):
+    return os.path.join(outputs_dir, f"{policy}_{'xla' if jit_compile else 'graph'}.npy")
+
+
+def add_relative_differences(rows, outputs_dir):
+    """Sets each row's ``max_relative_difference``: max |d / d_float32 − 1| over a test image's pixels.
+
+    The reference is the float32 export without XLA; rows without it get None.
+    """
+    reference = _depth_sample_path(outputs_dir, "float32", False)
+    for row in rows:
+        if "error" in row or not os.path.exists(reference):
+            continue
+        depth = np.load(_depth_sample_path(outputs_dir, row["policy"], row["jit_compile"]))
+        row["max_relative_difference"] = float(np.max(np.abs(depth / np.load(reference) - 1.0)))
 
 
 WORKERS = {
@@ -347,23 +371,36 @@ def run_benchmark(options, data_dir, progress=print):
                 result.setdefault("cache", cache)
                 results["input_pipeline"].append(result)
     if "inference" in options["sections"]:
-        progress("inference: SavedModel depth signature")
-        result = run_in_subprocess("inference", dict(
-            height=height, width=width, batch_sizes=options["inference_batch_sizes"],
-            jit_compile=options["jit_compile"], warmup=options["warmup_steps"], repeats=options["inference_repeats"],
-        ))
-        results["inference"] = result if isinstance(result, list) else [result]
+        with tempfile.TemporaryDirectory() as outputs_dir:
+            for precision in options["mixed_precision"]:
+                progress(f"inference: SavedModel depth signature, mixed_precision={precision}")
+                result = run_in_subprocess("inference", dict(
+                    height=height, width=width, batch_sizes=options["inference_batch_sizes"],
+                    jit_compile=options["jit_compile"], mixed_precision=precision,
+                    warmup=options["warmup_steps"], repeats=options["inference_repeats"],
+                    outputs_dir=outputs_dir,
+                ))
+                results["inference"] += result if isinstance(result, list) else [
+                    dict(result, mixed_precision=precision)]
+            add_relative_differences(results["inference"], outputs_dir)
     results["summary"] = summarize(results)
     return results
 
 
+CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")  # what decides the float and bf16 kernels
+
+
 def machine_description():
-    """CPU count, the GPUs TensorFlow sees and its version."""
+    """CPU count, model and features (those of ``CPU_FEATURES`` it has), the GPUs TensorFlow sees, its version."""
     import tensorflow as tf
 
+    from depth_motion_tf import config as config_lib
+
+    model, features = config_lib.cpu_info()
     gpus = tf.config.list_physical_devices("GPU")
-    return {"cpu_count": os.cpu_count(), "gpus": [gpu.name for gpu in gpus],
-            "tensorflow": tf.__version__}
+    return {"cpu_count": os.cpu_count(), "cpu": model,
+            "cpu_features": [f for f in CPU_FEATURES if f in features],
+            "gpus": [gpu.name for gpu in gpus], "tensorflow": tf.__version__}
 
 
 def summarize(results):
@@ -373,6 +410,8 @@ def summarize(results):
       fastest training configuration (examples/s).
     - ``xla_speedup``: step time without XLA / with XLA (float32, largest batch).
     - ``mixed_precision_speedup``: step time float32 / mixed (no XLA, largest batch).
+    - ``inference_mixed_precision_speedup``: batch-1 SavedModel latency float32 /
+      mixed (no XLA).
     """
     def rate(rows, **match):
         found = [r.get("examples_per_s") for r in rows
@@ -381,6 +420,7 @@ def summarize(results):
 
     ok_train = [r for r in results["training"] if "error" not in r]
     ok_input = [r for r in results["input_pipeline"] if "error" not in r]
+    ok_inference = [r for r in results.get("inference", []) if "error" not in r]
     fastest_train = max((r["examples_per_s"] for r in ok_train), default=None)
     full_input = [r["examples_per_s"] for r in ok_input if r["threads"] == os.cpu_count()]
     batch = max((r["batch_size"] for r in ok_train), default=None)
@@ -395,6 +435,10 @@ def summarize(results):
         "mixed_precision_speedup": ratio(
             rate(ok_train, batch_size=batch, jit_compile=False, mixed_precision="on"),
             rate(ok_train, batch_size=batch, jit_compile=False, mixed_precision="off"),
+        ),
+        "inference_mixed_precision_speedup": ratio(
+            rate(ok_inference, batch_size=1, jit_compile=False, mixed_precision="on"),
+            rate(ok_inference, batch_size=1, jit_compile=False, mixed_precision="off"),
         ),
     }
 
@@ -430,7 +474,9 @@ def _table(title, rows, keys):
 def format_report(results):
     """The results as plain-text tables (one per section) and the summary ratios."""
     s = results["settings"]
-    lines = [f"Benchmark at {s['height']}x{s['width']} on {results['machine']['cpu_count']} CPU cores"
+    machine = results["machine"]
+    lines = [f"Benchmark at {s['height']}x{s['width']} on {machine['cpu_count']} CPU cores "
+             f"({machine.get('cpu', '?')}; {' '.join(machine.get('cpu_features', [])) or 'no AVX2'})"
              + (f", GPUs {results['machine']['gpus']}" if results["machine"]["gpus"] else "")]
     lines += _table("Training (full train_step):", results["training"], TRAIN_KEYS)
     lines += _table("Input pipeline (data.make_dataset):", results["input_pipeline"], INPUT_KEYS)
@@ -494,7 +540,7 @@ def options_from_flags():
     if unknown:
         raise app.UsageError(f"--sections: unknown {sorted(unknown)}; choose from {SECTIONS}")
     for value in FLAGS.mixed_precision:
-        if value not in ("off", "on", "mixed_float16", "mixed_bfloat16"):
+        if value not in ("auto", "off", "on", "mixed_float16", "mixed_bfloat16"):
             raise app.UsageError(f"--mixed_precision: unknown setting {value!r}")
     return {
         "height": FLAGS.height,

@@ -1,7 +1,7 @@
 """SavedModel (and TFLite) export for serving, and in-process predictors.
 
     python -m depth_motion_tf.export --model_dir=runs/kitti [--checkpoint=...] [--output=...] \
-        [--signatures=depth,motion] [--tflite] [--jit_compile]
+        [--signatures=depth,motion] [--tflite] [--jit_compile] [--precision=bfloat16]
 
 The SavedModel holds the networks only (the depth net, with ``motion`` also
 the motion net and a per-video intrinsics table when the model has one): no
@@ -22,6 +22,12 @@ they are images):
 but the serving runtime must allow XLA JIT (TensorFlow does; TF Serving only
 with ``--xla_cpu_compilation_enabled`` on CPU), so it is off by default.
 
+``--precision=bfloat16`` computes the networks' convolutions in bfloat16
+(Keras' mixed_bfloat16 policy; the weights stay float32 in the file, inputs,
+normalisation statistics and outputs float32): on a CPU with AVX512_BF16/AMX
+the batch-1 depth signature is about 1.25x faster, with depths within 0.5%
+of the float32 export's (README, Performance). The default is float32.
+
 ``--tflite`` also writes ``depth.tflite`` inside the SavedModel folder: the depth
 signature at the model's resolution, batch 1 (``image`` uint8 ``[1, h, w, 3]``
 → ``[1, h, w, 1]`` float32 depth; no resizing inside).
@@ -38,7 +44,7 @@ from tensorflow.python.framework.convert_to_constants import (
 )
 
 from depth_motion_tf import cli
-from depth_motion_tf.config import build_model, load_config, set_precision_policy
+from depth_motion_tf.config import build_model, load_config, precision_scope
 from depth_motion_tf.errors import BadInputError
 
 SIGNATURES = ("depth", "motion")
@@ -265,12 +271,17 @@ def keras_depth_predictor(model, height, width, batch_size=8):
     return predict
 
 
-def load_model(model_dir, checkpoint=None):
+PRECISIONS = {"float32": "off", "bfloat16": "mixed_bfloat16"}  # --precision → Keras policy
+
+
+def load_model(model_dir, checkpoint=None, precision="float32"):
     """Rebuilds the model of a training run and restores a checkpoint.
 
     Args:
         model_dir: the run's ``--model_dir`` (holds ``config.json`` and ``checkpoints/``).
         checkpoint: a checkpoint path; the latest in ``model_dir`` when None.
+        precision: the compute dtype of the networks, a key of :data:`PRECISIONS`
+            (Keras' global dtype policy is restored afterwards).
     Returns:
         The restored ``DepthMotionModel``.
     Raises:
@@ -282,8 +293,8 @@ def load_model(model_dir, checkpoint=None):
         raise FileNotFoundError(f"{model_dir}/checkpoints: no checkpoint found")
     if not tf.io.gfile.exists(f"{checkpoint}.index"):
         raise FileNotFoundError(f"{checkpoint}: no such checkpoint (no {checkpoint}.index)")
-    set_precision_policy("off")
-    model = build_model(config, tf.distribute.get_strategy())
+    with precision_scope(PRECISIONS[precision]):
+        model = build_model(config, tf.distribute.get_strategy())
     tf.train.Checkpoint(model=model, optimizer=model.optimizer).restore(checkpoint).expect_partial()
     return model
 
@@ -302,6 +313,9 @@ def define_flags(flag_values=flags.FLAGS):
                       "of the size).", flag_values=fv)
     flags.DEFINE_bool("jit_compile", False, "Compile the depth network with XLA when served "
                       "(faster; the runtime must allow XLA JIT).", flag_values=fv)
+    flags.DEFINE_enum("precision", "float32", list(PRECISIONS), "Compute dtype of the exported "
+                      "networks: float32, or bfloat16 (faster on CPUs with AVX512_BF16; depths "
+                      "within 0.5%).", flag_values=fv)
     flags.DEFINE_bool("tflite", False, f"Also write {TFLITE_FILE} (depth at the model's "
                       "resolution, batch 1) inside the SavedModel folder.", flag_values=fv)
     flags.mark_flag_as_required("model_dir", flag_values=fv)
@@ -320,10 +334,12 @@ def signatures_from_flag(values):
 def run(fv):
     """Exports as the parsed flags say and prints one summary line; returns the written paths."""
     signatures = signatures_from_flag(fv.signatures)
-    model = load_model(fv.model_dir, fv.checkpoint)
+    if fv.tflite and fv.precision != "float32":
+        raise app.UsageError("--tflite writes a float32 model; export it with --precision=float32")
+    model = load_model(fv.model_dir, fv.checkpoint, fv.precision)
     output = fv.output or os.path.join(fv.model_dir, "saved_model")
     paths = [export_saved_model(model, output, fv.jit_compile, signatures)]
-    written = [f"{output} (signatures: {', '.join(signatures)}; {cli.disk_size(output)})"]
+    written = [f"{output} (signatures: {', '.join(signatures)}; {fv.precision}; {cli.disk_size(output)})"]
     if fv.tflite:
         paths.append(export_tflite(model, os.path.join(output, TFLITE_FILE)))
         written.append(f"{paths[-1]} ({cli.disk_size(paths[-1])})")

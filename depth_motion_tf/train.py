@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from depth_motion_tf import cli, data, export, geometry, visualize
-from depth_motion_tf.config import TrainConfig, build_model, save_config, set_precision_policy
+from depth_motion_tf.config import TrainConfig, build_model, precision_scope, save_config
 from depth_motion_tf.losses import LossWeights
 
 
@@ -50,7 +50,9 @@ _HELP = {
     "clip_norm": "Global gradient-norm clipping.",
     "max_bad_steps": "Stop after this many consecutive steps with non-finite loss or gradients.",
     "jit_compile": "Compile the per-replica loss and gradient math with XLA.",
-    "mixed_precision": "off, on (mixed_float16 on GPU, mixed_bfloat16 on CPU), mixed_float16 or mixed_bfloat16; losses stay float32.",
+    "mixed_precision": "auto (mixed_bfloat16 on a CPU-only machine with AVX512_BF16 or AMX, else "
+    "float32), off (float32), on (mixed_float16 on GPU, mixed_bfloat16 on CPU), mixed_float16 or "
+    "mixed_bfloat16; losses stay float32.",
     "intrinsics": "given (from the data), learned (per pair), learned_per_video (one trainable K per video).",
     "num_videos": "Size of the per-video intrinsics table (video ids are hashed into it).",
     "rigid_motion": "Rigid-motion parametrisation: antisymmetric (1→2 averages the forward "
@@ -82,7 +84,7 @@ _LOSS_HELP = {
 }
 _ENUMS = {
     "pair": list(data.PAIRS),
-    "mixed_precision": ["off", "on", "mixed_float16", "mixed_bfloat16"],
+    "mixed_precision": ["auto", "off", "on", "mixed_float16", "mixed_bfloat16"],
     "intrinsics": ["given", "learned", "learned_per_video"],
     "rigid_motion": ["antisymmetric", "independent"],
     "learning_rate_decay": ["none", "cosine"],
@@ -373,8 +375,15 @@ def train(config):
         constant-depth prediction), ``metrics_before`` and ``metrics_after``,
         ``motion`` (:func:`evaluate_motion_on`) and ``learning_curve``
         (the PNG of test abs_rel against step).
+    Keras' global dtype policy is ``config.mixed_precision``'s during the run
+    and restored afterwards.
     """
-    set_precision_policy(config.mixed_precision)
+    with precision_scope(config.mixed_precision):
+        return _train(config)
+
+
+def _train(config):
+    """:func:`train` under the run's dtype policy."""
     strategy = make_strategy()
     validate(config, strategy.num_replicas_in_sync)
     dataset = data.make_dataset(
@@ -446,9 +455,11 @@ def train(config):
     if config.eval_data:
         result["metrics_after"] = evaluate_depth()
         result["motion"] = evaluate_motion_on(model, config)
-    if config.export:
-        saved_model = export.export_saved_model(model, os.path.join(output_dir, "saved_model"))
-        result["saved_model"] = saved_model if chief else None
+    if config.export and chief:
+        # Served in float32 whatever the training precision: the last checkpoint, rebuilt.
+        saved_model = export.export_saved_model(export.load_model(config.model_dir),
+                                                os.path.join(config.model_dir, "saved_model"))
+        result["saved_model"] = saved_model
     if scratch:
         shutil.rmtree(scratch, ignore_errors=True)
     return result

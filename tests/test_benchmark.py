@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from depth_motion_tf import benchmark
@@ -35,7 +36,10 @@ def test_tiny_run_prints_every_table_and_writes_every_key(tmp_path):
         assert results[section][0]["examples_per_s"] > 0
     train = results["training"][0]
     assert train["train_step_flops"] == 3 * train["forward_flops"] > 0
-    assert set(results["summary"]) == {"input_over_training", "xla_speedup", "mixed_precision_speedup"}
+    assert set(results["summary"]) == {"input_over_training", "xla_speedup", "mixed_precision_speedup",
+                                       "inference_mixed_precision_speedup"}
+    assert results["inference"][0]["max_relative_difference"] == 0.0  # float32 against itself
+    assert results["machine"]["cpu"] and "CPU cores (" in process.stdout
 
 
 def test_summary_ratios_compare_the_matching_configurations():
@@ -52,7 +56,34 @@ def test_summary_ratios_compare_the_matching_configurations():
         {"threads": cores, "cache": False, "examples_per_s": 90.0},
         {"threads": cores, "cache": True, "examples_per_s": 180.0},
     ]
-    summary = benchmark.summarize({"training": training, "input_pipeline": inputs})
+    inference = [
+        {"batch_size": 1, "jit_compile": False, "mixed_precision": "off", "examples_per_s": 20.0},
+        {"batch_size": 1, "jit_compile": False, "mixed_precision": "on", "examples_per_s": 25.0},
+        {"batch_size": 8, "jit_compile": False, "mixed_precision": "on", "examples_per_s": 99.0},
+    ]
+    summary = benchmark.summarize({"training": training, "input_pipeline": inputs, "inference": inference})
+    assert summary["inference_mixed_precision_speedup"] == 25.0 / 20.0
     assert summary["xla_speedup"] == 3.0 / 2.0
     assert summary["mixed_precision_speedup"] == 2.5 / 2.0
     assert summary["input_over_training"] == 90.0 / 9.0
+
+
+def test_relative_difference_is_taken_against_the_float32_graph_export(tmp_path):
+    reference = np.array([[1.0, 2.0], [4.0, 8.0]])
+    np.save(tmp_path / "float32_graph.npy", reference)
+    np.save(tmp_path / "mixed_bfloat16_graph.npy", reference * [[1.0, 1.01], [0.98, 1.0]])
+    rows = [{"policy": "float32", "jit_compile": False}, {"policy": "mixed_bfloat16", "jit_compile": False},
+            {"policy": "mixed_bfloat16", "jit_compile": True, "error": "failed"}]
+    benchmark.add_relative_differences(rows, str(tmp_path))
+    assert rows[0]["max_relative_difference"] == 0.0
+    assert rows[1]["max_relative_difference"] == pytest.approx(0.02)
+    assert "max_relative_difference" not in rows[2]
+
+
+def test_machine_description_names_the_cpu_and_its_bf16_features():
+    machine = benchmark.machine_description()
+    assert machine["cpu"] and machine["cpu_count"] == os.cpu_count()
+    assert set(machine["cpu_features"]) <= set(benchmark.CPU_FEATURES)
+    with open("/proc/cpuinfo") as f:
+        flags = set(next(line for line in f if line.startswith("flags")).split(":")[1].split())
+    assert ("avx512_bf16" in machine["cpu_features"]) == ("avx512_bf16" in flags)

@@ -65,3 +65,25 @@ def test_fused_adam_makes_the_same_updates_as_keras_adam(tmp_path):
     restored.build([keras.Variable(start)])
     tf.train.Checkpoint(optimizer=restored).restore(path).assert_consumed()
     np.testing.assert_allclose(restored.variables[-1].numpy(), reference.variables[-1].numpy())
+
+
+def test_cpu_info_reads_the_model_name_and_feature_flags(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some Xeon\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert config_lib.cpu_info(str(cpuinfo)) == ("Some Xeon", {"fpu", "avx2", "avx512f", "avx512_bf16"})
+
+
+@pytest.mark.parametrize("native, expected", [(True, "mixed_bfloat16"), (False, "float32")])
+def test_auto_precision_is_bfloat16_only_on_a_cpu_with_native_bfloat16(monkeypatch, native, expected):
+    monkeypatch.setattr(config_lib, "native_bfloat16_cpu", lambda: native)
+    assert config_lib.precision_policy("auto") == expected  # this machine has no GPU
+    assert config_lib.precision_policy("off") == "float32"
+    assert config_lib.precision_policy("on") == "mixed_bfloat16"
+
+
+def test_precision_scope_restores_the_previous_policy():
+    with config_lib.precision_scope("mixed_bfloat16") as policy:
+        assert policy == keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+        layer = keras.layers.Dense(2)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert layer.compute_dtype == "bfloat16"  # layers keep the policy they were made under

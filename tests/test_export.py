@@ -5,6 +5,7 @@ import sys
 import textwrap
 import warnings
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -261,3 +262,18 @@ def test_evaluate_cli_scores_a_run_folder_checkpoint(exported, tmp_path, capsys)
     result = evaluate.run(flag_values)
     assert result.summary["abs_rel"] == pytest.approx(0.0, abs=1e-5)
     assert result.summary["ratio_median"] == pytest.approx(10.0, rel=1e-5)
+
+
+def test_bfloat16_export_computes_in_bfloat16_within_one_percent(exported):
+    output = exported["root"] / "bfloat16"
+    run_export_cli([f"--model_dir={exported['model_dir']}", f"--output={output}", "--precision=bfloat16",
+                    "--signatures=depth"])
+    graph = tf.saved_model.load(str(output)).signatures["depth"].graph.as_graph_def()
+    assert any(node.op == "Conv2D" and node.attr["T"].type == tf.bfloat16 for f in graph.library.function
+               for node in f.node_def)
+    image = np.random.default_rng(3).integers(0, 256, (2, HEIGHT, WIDTH, 3), dtype=np.uint8)
+    depth = tf.saved_model.load(str(output)).signatures["depth"](image=tf.constant(image))["depth"].numpy()
+    expected = exported["model"](as_float(image)).numpy()
+    assert depth.dtype == np.float32 and not np.array_equal(depth, expected)
+    np.testing.assert_allclose(depth, expected, rtol=1e-2)
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the export
