@@ -180,8 +180,7 @@ def translation_cycle_consistency(
     resampled = geometry.resample(
         translation2, tf.stop_gradient(pixel_x), tf.stop_gradient(pixel_y)
     )
-    r1 = geometry.rotation_matrix(rotation1)[:, None, None]
-    composed = tf.linalg.matvec(r1, resampled) + translation1
+    composed = geometry.matvec_field(geometry.rotation_matrix(rotation1), resampled) + translation1
     ratio = tf.reduce_sum(tf.square(composed), axis=-1) / (
         tf.reduce_sum(tf.square(translation1), axis=-1)
         + tf.reduce_sum(tf.square(resampled), axis=-1)

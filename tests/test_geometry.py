@@ -286,3 +286,11 @@ def test_relative_motion_maps_camera1_points_into_camera2():
     point2 = np.linalg.inv(pose2[:3, :3]) @ (world - pose2[:3, 3])  # by hand
     moved = geometry.rotation_matrix(angles).numpy() @ point1 + translation.numpy()
     np.testing.assert_allclose(moved, point2, atol=1e-5)
+
+
+def test_matvec_field_applies_each_example_its_own_matrix():
+    rng = np.random.default_rng(4)
+    matrix = rng.normal(size=(2, 3, 3)).astype(np.float32)
+    field = rng.normal(size=(2, 4, 5, 3)).astype(np.float32)
+    expected = np.stack([[[matrix[b] @ field[b, y, x] for x in range(5)] for y in range(4)] for b in range(2)])
+    np.testing.assert_allclose(geometry.matvec_field(matrix, field), expected, rtol=1e-5, atol=1e-6)
