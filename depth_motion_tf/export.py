@@ -18,8 +18,8 @@ they are images):
 - ``serving_default`` = ``depth`` (``motion`` in a motion-only export).
 ``--signatures=depth`` writes the depth network alone (about a quarter of the size).
 
-``--jit_compile`` marks the depth network for XLA: about 20% faster on CPU,
-but the serving runtime must allow XLA JIT (TensorFlow does; TF Serving only
+``--jit_compile`` marks the depth network for XLA (20% faster on an AVX2 CPU,
+12% slower on an AVX-512 one: README, Performance); the serving runtime must allow XLA JIT (TensorFlow does; TF Serving only
 with ``--xla_cpu_compilation_enabled`` on CPU), so it is off by default.
 
 ``--precision=bfloat16`` computes the networks' convolutions in bfloat16
