@@ -141,8 +141,9 @@ class RandomizedLayerNorm(keras.layers.Layer):
             stddev = tf.cast(noise_stddev, tf.float32)
             mean *= 1.0 + tf.random.truncated_normal(tf.shape(mean), stddev=stddev)
             variance *= 1.0 + tf.random.truncated_normal(tf.shape(variance), stddev=stddev)
-        normalized = (x - mean) * tf.math.rsqrt(variance + self.epsilon)
-        return tf.cast(self.gamma * normalized + self.beta, inputs.dtype)
+        # γ (x − μ') / √(σ²' + ε) + β as x·s + (β − μ'·s), s = γ / √(σ²' + ε): two passes, not four.
+        normalized = tf.nn.batch_normalization(x, mean, variance, self.beta, self.gamma, self.epsilon)
+        return tf.cast(normalized, inputs.dtype)
 
     def get_config(self):
         config = super().get_config()
