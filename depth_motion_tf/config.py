@@ -5,6 +5,7 @@ the tests build the same model from a saved ``config.json`` or by hand.
 """
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -189,21 +190,20 @@ class FusedAdam(keras.optimizers.Adam):
         """Updates one float ``variable`` (and its moments) in place from ``gradient`` (same shape)."""
         if self.amsgrad or isinstance(gradient, tf.IndexedSlices):
             return super().update_step(gradient, variable, learning_rate)
-        dtype = variable.dtype
-        step = tf.cast(self.iterations + 1, dtype)
+        cast = functools.partial(tf.cast, dtype=variable.dtype)
+        step = cast(self.iterations + 1)
         index = self._get_variable_index(variable)
-        constant = lambda value: tf.cast(value, dtype)
         return tf.raw_ops.ResourceApplyAdam(
             var=variable.handle,
             m=self._momentums[index].value.handle,
             v=self._velocities[index].value.handle,
-            beta1_power=tf.pow(constant(self.beta_1), step),
-            beta2_power=tf.pow(constant(self.beta_2), step),
-            lr=constant(learning_rate),
-            beta1=constant(self.beta_1),
-            beta2=constant(self.beta_2),
-            epsilon=constant(self.epsilon),
-            grad=tf.cast(gradient, dtype),
+            beta1_power=tf.pow(cast(self.beta_1), step),
+            beta2_power=tf.pow(cast(self.beta_2), step),
+            lr=cast(learning_rate),
+            beta1=cast(self.beta_1),
+            beta2=cast(self.beta_2),
+            epsilon=cast(self.epsilon),
+            grad=cast(gradient),
         )
 
 

@@ -19,8 +19,9 @@ they are images):
 ``--signatures=depth`` writes the depth network alone (about a quarter of the size).
 
 ``--jit_compile`` marks the depth network for XLA (20% faster on an AVX2 CPU,
-12% slower on an AVX-512 one: README, Performance); the serving runtime must allow XLA JIT (TensorFlow does; TF Serving only
-with ``--xla_cpu_compilation_enabled`` on CPU), so it is off by default.
+12% slower on an AVX-512 one: README, Performance); the serving runtime must
+allow XLA JIT (TensorFlow does; TF Serving only with
+``--xla_cpu_compilation_enabled`` on CPU), so it is off by default.
 
 ``--precision=bfloat16`` computes the networks' convolutions in bfloat16
 (Keras' mixed_bfloat16 policy; the weights stay float32 in the file, inputs,
@@ -312,7 +313,8 @@ def define_flags(flag_values=flags.FLAGS):
                       "(default), or depth alone (the depth network only, about a quarter "
                       "of the size).", flag_values=fv)
     flags.DEFINE_bool("jit_compile", False, "Compile the depth network with XLA when served "
-                      "(faster; the runtime must allow XLA JIT).", flag_values=fv)
+                      "(the runtime must allow XLA JIT; faster on AVX2 CPUs, slower on AVX-512 "
+                      "ones: README, Performance).", flag_values=fv)
     flags.DEFINE_enum("precision", "float32", list(PRECISIONS), "Compute dtype of the exported "
                       "networks: float32, or bfloat16 (faster on CPUs with AVX512_BF16; depths "
                       "within 0.5%).", flag_values=fv)

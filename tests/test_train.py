@@ -221,3 +221,12 @@ def test_cli_reports_depth_ego_motion_field_and_learning_curve(tmp_path):
     assert [step for step, _ in points] == [1, 2]
     assert (run_dir / "learning_curve.png").stat().st_size > 1000
     assert len(glob.glob(str(run_dir / "checkpoints" / "ckpt-*.index"))) == 1
+
+
+def test_bfloat16_training_exports_a_float32_saved_model_and_restores_the_policy(dataset, tmp_path):
+    result = train.train(_config(dataset, tmp_path, num_steps=2, mixed_precision="mixed_bfloat16"))
+    assert keras.mixed_precision.global_policy().name == "float32"
+    graph = tf.saved_model.load(result["saved_model"]).signatures["depth"].graph.as_graph_def()
+    conv_types = {node.attr["T"].type for f in graph.library.function for node in f.node_def
+                  if node.op == "Conv2D"}
+    assert conv_types == {tf.float32.as_datatype_enum}
