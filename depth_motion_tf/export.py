@@ -26,7 +26,7 @@ allow XLA JIT (TensorFlow does; TF Serving only with
 ``--precision=bfloat16`` computes the networks' convolutions in bfloat16
 (Keras' mixed_bfloat16 policy; the weights stay float32 in the file, inputs,
 normalisation statistics and outputs float32): on a CPU with AVX512_BF16/AMX
-the batch-1 depth signature is about 1.25x faster, with depths within 0.5%
+the batch-1 depth signature is about 1.28x faster, with depths within 0.5%
 of the float32 export's (README, Performance). The default is float32.
 
 ``--tflite`` also writes ``depth.tflite`` inside the SavedModel folder: the depth
