@@ -456,9 +456,9 @@ def _train(config):
         result["metrics_after"] = evaluate_depth()
         result["motion"] = evaluate_motion_on(model, config)
     if config.export and chief:
-        # Served in float32 whatever the training precision: the last checkpoint, rebuilt.
-        saved_model = export.export_saved_model(export.load_model(config.model_dir),
-                                                os.path.join(config.model_dir, "saved_model"))
+        # Served in float32 whatever the training precision: a mixed-precision run's last checkpoint, rebuilt.
+        served = model if model.compute_dtype == "float32" else export.load_model(config.model_dir)
+        saved_model = export.export_saved_model(served, os.path.join(config.model_dir, "saved_model"))
         result["saved_model"] = saved_model
     if scratch:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -34,6 +34,7 @@ def _config(dataset, model_dir, **overrides):
     values = dict(
         data=dataset, model_dir=str(model_dir), height=HEIGHT, width=WIDTH, batch_size=2,
         num_steps=4, checkpoint_every=2, summary_every=2, seed=0, verbose=0, cache=True,
+        mixed_precision="off",  # float32 unless a test asks: the same on every CPU
     )
     values.update(overrides)
     return config_lib.TrainConfig(**values)
@@ -102,7 +103,7 @@ def test_sigkill_then_same_command_resumes_from_the_last_checkpoint(dataset, tmp
         "\n".join(
             [f"--data={dataset}", f"--model_dir={tmp_path / 'run'}", f"--height={HEIGHT}",
              f"--width={WIDTH}", "--batch_size=2", "--checkpoint_every=2", "--summary_every=2",
-             "--seed=0", "--noexport", "--verbose=0"]
+             "--seed=0", "--noexport", "--verbose=0", "--mixed_precision=off"]
         )
     )
     checkpoints = tmp_path / "run" / "checkpoints"
@@ -135,7 +136,7 @@ def test_two_workers_train_together_and_only_the_chief_keeps_outputs(dataset, tm
     scratch.mkdir()
     args = [f"--data={dataset}", f"--model_dir={run_dir}", f"--height={HEIGHT}", f"--width={WIDTH}",
             "--batch_size=2", "--num_steps=2", "--checkpoint_every=2", "--summary_every=2",
-            "--seed=0", "--verbose=0"]
+            "--seed=0", "--verbose=0", "--mixed_precision=off"]
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
