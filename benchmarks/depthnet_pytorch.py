@@ -34,7 +34,12 @@ NOISE_STDDEV = 0.5
 
 
 def median_ms(step, warmup, repeats):
-    """Median wall time of ``step()`` in milliseconds, after ``warmup`` calls."""
+    """Median wall time of ``step()`` in milliseconds, after ``warmup`` calls.
+
+    ``depth_motion_tf.benchmark.median_seconds`` in milliseconds; not imported
+    from there because the PyTorch side runs in a venv without the project's
+    dependencies (absl, TensorFlow), and both sides must time the same way.
+    """
     for _ in range(warmup):
         step()
     times = []
