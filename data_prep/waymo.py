@@ -7,7 +7,9 @@ in ``training/``, ``validation/``, ``testing/`` (→ ``train``, ``validation``,
 segment name); frames ordered by timestamp, every ``frame_stride``-th kept,
 centre-cropped to the stored aspect ratio and resized (416x128 by default).
 Intrinsics from the segment's FRONT ``CameraCalibration`` (``f_u, f_v, c_u,
-c_v``), transformed exactly with the crop and resize.
+c_v``), transformed exactly with the crop and resize. Camera-to-world poses
+(metres) from each frame's vehicle pose and the FRONT camera's extrinsic
+(:func:`camera_to_world`), the segment's first frame as the world.
 
 Frames are parsed with a minimal description of ``Frame`` built here with
 ``google.protobuf``'s descriptor API (:data:`FRAME_MESSAGES`): the field
@@ -24,6 +26,7 @@ CLI::
 import dataclasses
 import functools
 
+import numpy as np
 import tensorflow as tf
 from absl import flags
 from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
@@ -40,6 +43,10 @@ from depth_motion_tf.media import FrameRef, Intrinsics, decode_image
 PACKAGE = "waymo.open_dataset"
 FRONT = 1  # CameraName.Name.FRONT
 SPLITS = {".": "train", "training": "train", "validation": "validation", "testing": "test"}
+# Optical camera axes (x right, y down, z forward) → Waymo's camera axes (x forward, y left, z up).
+OPTICAL_TO_CAMERA = np.array(
+    [[0.0, 0.0, 1.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+)
 _FIELD = descriptor_pb2.FieldDescriptorProto
 
 
@@ -58,9 +65,11 @@ def frame_file_descriptor():
     """The minimal ``dataset.proto`` (proto2) as a ``FileDescriptorProto``.
 
     Field numbers follow waymo_open_dataset/dataset.proto:
-    ``Frame{context=1, timestamp_micros=2, images=4}``,
+    ``Frame{context=1, timestamp_micros=2, pose=3 (vehicle → world), images=4}``,
     ``Context{name=1, camera_calibrations=2}``,
-    ``CameraCalibration{name=1, intrinsic=2 (f_u, f_v, c_u, c_v, k1, k2, p1, p2, k3), width=4, height=5}``,
+    ``CameraCalibration{name=1, intrinsic=2 (f_u, f_v, c_u, c_v, k1, k2, p1, p2, k3),
+    extrinsic=3 (camera → vehicle), width=4, height=5}``,
+    ``Transform{transform=1 (4x4, row-major)}``,
     ``CameraImage{name=1, image=2 (JPEG)}``, ``CameraName.Name{UNKNOWN=0, FRONT=1, ...}``.
     """
     optional, repeated = _FIELD.LABEL_OPTIONAL, _FIELD.LABEL_REPEATED
@@ -73,9 +82,13 @@ def frame_file_descriptor():
         ["UNKNOWN", "FRONT", "FRONT_LEFT", "FRONT_RIGHT", "SIDE_LEFT", "SIDE_RIGHT"]
     ):
         names.value.add(name=value, number=number)
+    _add_message(file_proto, "Transform", [
+        ("transform", 1, _FIELD.TYPE_DOUBLE, repeated, None),
+    ])
     _add_message(file_proto, "CameraCalibration", [
         ("name", 1, _FIELD.TYPE_ENUM, optional, "CameraName.Name"),
         ("intrinsic", 2, _FIELD.TYPE_DOUBLE, repeated, None),
+        ("extrinsic", 3, _FIELD.TYPE_MESSAGE, optional, "Transform"),
         ("width", 4, _FIELD.TYPE_INT32, optional, None),
         ("height", 5, _FIELD.TYPE_INT32, optional, None),
     ])
@@ -90,6 +103,7 @@ def frame_file_descriptor():
     _add_message(file_proto, "Frame", [
         ("context", 1, _FIELD.TYPE_MESSAGE, optional, "Context"),
         ("timestamp_micros", 2, _FIELD.TYPE_INT64, optional, None),
+        ("pose", 3, _FIELD.TYPE_MESSAGE, optional, "Transform"),
         ("images", 4, _FIELD.TYPE_MESSAGE, repeated, "CameraImage"),
     ])
     return file_proto
@@ -100,7 +114,7 @@ def _message_classes():
     pool.Add(frame_file_descriptor())
     return {
         name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{PACKAGE}.{name}"))
-        for name in ("Frame", "Context", "CameraCalibration", "CameraImage")
+        for name in ("Frame", "Context", "CameraCalibration", "CameraImage", "Transform")
     }
 
 
@@ -152,17 +166,43 @@ def _parse_frame(record, name):
         raise BadInputError(name, f"not a Waymo Frame proto: {error}") from None
 
 
-def front_intrinsics(frame, path):
-    """The FRONT camera's ``Intrinsics`` (pixels) from a frame's context.
+def front_calibration(frame, path):
+    """The FRONT camera's ``CameraCalibration`` from a frame's context.
 
     Raises:
         BadInputError: naming the file when there is no usable FRONT calibration.
     """
     for calibration in frame.context.camera_calibrations:
         if calibration.name == FRONT and len(calibration.intrinsic) >= 4:
-            f_u, f_v, c_u, c_v = calibration.intrinsic[:4]
-            return Intrinsics(f_u, f_v, c_u, c_v)
+            return calibration
     raise BadInputError(path, "no FRONT camera calibration in the first frame")
+
+
+def front_intrinsics(calibration):
+    """The FRONT ``CameraCalibration`` → ``Intrinsics`` (pixels)."""
+    f_u, f_v, c_u, c_v = calibration.intrinsic[:4]
+    return Intrinsics(f_u, f_v, c_u, c_v)
+
+
+def transform_matrix(transform, name, what):
+    """A ``Transform`` proto → ``[4, 4]`` float64; ``name`` and ``what`` go in the error.
+
+    Raises:
+        BadInputError: when the transform does not hold 16 values.
+    """
+    if len(transform.transform) != 16:
+        raise BadInputError(name, f"{what} has {len(transform.transform)} values, expected 16")
+    return np.array(transform.transform, np.float64).reshape(4, 4)
+
+
+def camera_to_world(vehicle_to_world, camera_to_vehicle, world_origin):
+    """``[4, 4]`` float64 pose of the optical FRONT camera (x right, y down, z forward; metres).
+
+    ``P = V₀⁻¹ · V · E · A``: ``V`` the frame's vehicle pose, ``E`` the camera's
+    extrinsic, ``A`` :data:`OPTICAL_TO_CAMERA`, and ``V₀`` (``world_origin``) the
+    segment's first vehicle pose, so that values stay small (float32-safe).
+    """
+    return np.linalg.inv(world_origin) @ vehicle_to_world @ camera_to_vehicle @ OPTICAL_TO_CAMERA
 
 
 def front_jpeg(frame):
@@ -180,24 +220,44 @@ def decode_front(jpeg, name):
     return decode_image(jpeg, name)
 
 
-def segment_frames(path, frame_stride):
-    """``FrameRef`` of every stride-th FRONT image of a segment, by timestamp.
+@functools.lru_cache(maxsize=2)
+def read_segment(path):
+    """``[(timestamp, FRONT JPEG or None, [4, 4] vehicle pose)]`` of a segment, by timestamp.
 
-    Only the FRONT JPEGs are kept in memory, not the frames' LiDAR data.
+    Only the FRONT JPEGs and the poses are kept in memory, not the frames'
+    LiDAR data; cached, so that frames and poses take one pass over the file.
+
+    Raises:
+        BadInputError: naming ``file#record`` for a frame without a vehicle pose.
     """
-    images = sorted(
-        ((frame.timestamp_micros, front_jpeg(frame)) for frame in iter_frames(path)),
-        key=lambda item: item[0],
-    )
+    records = [
+        (frame.timestamp_micros, front_jpeg(frame),
+         transform_matrix(frame.pose, f"{path}#{index}", "vehicle pose"))
+        for index, frame in enumerate(iter_frames(path))
+    ]
+    return sorted(records, key=lambda record: record[0])
+
+
+def segment_frames(path, frame_stride):
+    """``FrameRef`` of every stride-th FRONT image of a segment, by timestamp."""
     refs = []
-    for index, (timestamp, jpeg) in enumerate(images[::frame_stride]):
+    for index, (timestamp, jpeg, _) in enumerate(read_segment(path)[::frame_stride]):
         name = f"{path}#{index * frame_stride}"
         refs.append(FrameRef(str(timestamp), name, functools.partial(decode_front, jpeg, name)))
     return refs
 
 
+def _pose_extras(path, camera_to_vehicle, triplet):
+    """The triplet's ``[3, 4, 4]`` float32 camera-to-world poses (:func:`camera_to_world`)."""
+    records = read_segment(path)
+    vehicle = {str(timestamp): pose for timestamp, _, pose in records}
+    origin = records[0][2]
+    poses = [camera_to_world(vehicle[f.frame_id], camera_to_vehicle, origin) for f in triplet]
+    return {F.CAMERA_TO_WORLD: np.stack(poses).astype(np.float32)}
+
+
 class WaymoTriplets(TripletBuilder):
-    """Waymo Open Dataset FRONT camera triplets with calibrated intrinsics."""
+    """Waymo Open Dataset FRONT camera triplets with calibrated intrinsics and camera poses."""
 
     BUILDER_CONFIG_CLASS = WaymoConfig
     BUILDER_CONFIGS = [waymo_config()]
@@ -206,6 +266,9 @@ class WaymoTriplets(TripletBuilder):
         "https://waymo.com/open/download/ into manual_dir."
     )
     INPUT_PATTERNS = ("segment-*.tfrecord", "*/segment-*.tfrecord")
+
+    def _feature_options(self):
+        return {"with_pose": True}
 
     def _videos(self, root):
         videos = {}
@@ -222,13 +285,16 @@ class WaymoTriplets(TripletBuilder):
         if not first:
             raise BadInputError(path, "segment holds no frames")
         config = self.builder_config
+        calibration = front_calibration(first[0], path)
+        extrinsic = transform_matrix(calibration.extrinsic, path, "FRONT camera extrinsic")
         return VideoSource(
             video_id=first[0].context.name or path.stem,
             source=str(path),
             frames=functools.partial(segment_frames, path, config.frame_stride),
             crop=functools.partial(centre_crop_to_aspect,
                                    aspect=config.width / config.height),
-            intrinsics=front_intrinsics(first[0], path),
+            intrinsics=front_intrinsics(calibration),
+            extras=functools.partial(_pose_extras, path, extrinsic),
         )
 
 

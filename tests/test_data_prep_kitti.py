@@ -11,6 +11,7 @@ import tensorflow_datasets as tfds
 
 from data_prep import kitti
 from data_prep.builder import build
+from depth_motion_tf import data
 from depth_motion_tf.errors import BadInputError
 
 DRIVE = "2011_09_26/2011_09_26_drive_0001_sync"
@@ -168,3 +169,99 @@ def test_cli_resize_flag_reaches_the_config_and_the_fingerprint(sample, tmp_path
     folder = tmp_path / "kitti_triplets" / "all_128x416_bilinear" / "1.0.0"
     assert f"to {folder}" in result.stdout
     assert json.loads((folder / "fingerprint.json").read_text())["flags"]["resize"] == "bilinear"
+
+
+# ---------------------------------------------------------------- camera poses from oxts
+LATITUDE, LONGITUDE = 49.0, 8.4  # degrees, near Karlsruhe
+
+
+def _oxts_line(lat, lon, yaw):
+    """A 30-value oxts packet: position, level attitude with ``yaw`` (rad), zero rates."""
+    return " ".join(f"{v:.12f}" for v in [lat, lon, 110.0, 0.0, 0.0, yaw] + [0.0] * 24) + "\n"
+
+
+def _east_longitude(metres):
+    """Longitude (degrees) ``metres`` east of LONGITUDE at the first packet's Mercator scale."""
+    scale = np.cos(np.radians(LATITUDE))
+    return LONGITUDE + np.degrees(metres / (scale * kitti.EARTH_RADIUS_M))
+
+
+def _raw_with_oxts(sample, root, packets):
+    """The sample's calibration and frames (linked) plus generated ``oxts/data/*.txt``."""
+    date = root / "2011_09_26"
+    drive = date / "2011_09_26_drive_0001_sync"
+    (drive / "oxts" / "data").mkdir(parents=True)
+    for name in ("calib_cam_to_cam.txt", "calib_imu_to_velo.txt", "calib_velo_to_cam.txt"):
+        os.symlink(sample / "2011_09_26" / name, date / name)
+    for camera in ("image_02", "image_03"):
+        os.symlink(sample / DRIVE / camera, drive / camera)
+    for index, line in enumerate(packets):
+        (drive / "oxts" / "data" / f"{index:010d}.txt").write_text(line)
+    return drive
+
+
+def _motion(first, second):
+    """``X2 = R X1 + t`` between two camera-to-world poses, as ``(R, t)`` float64."""
+    motion = np.linalg.inv(second) @ first
+    return motion[:3, :3], motion[:3, 3]
+
+
+def test_driving_forward_moves_the_camera_along_its_optical_axis(sample, tmp_path):
+    packets = [_oxts_line(LATITUDE, _east_longitude(1.5 * i), 0.0) for i in range(3)]
+    drive = _raw_with_oxts(sample, tmp_path / "raw", packets)
+    for camera in ("image_02", "image_03"):
+        poses = kitti.camera_poses(drive, camera)
+        rotation, translation = _motion(poses["0000000000"], poses["0000000001"])
+        np.testing.assert_allclose(rotation, np.eye(3), atol=1e-9)  # yaw 0: heading east
+        assert np.linalg.norm(translation) == pytest.approx(1.5, rel=1e-6)
+        # Static points come 1.5 m closer; the IMU's x axis is the camera's z to < 1°.
+        assert translation[2] / np.linalg.norm(translation) < -np.cos(np.radians(1.0))
+
+
+def test_turning_left_moves_a_point_ahead_to_the_right_of_the_image(sample, tmp_path):
+    packets = [_oxts_line(LATITUDE, LONGITUDE, 0.05 * i) for i in range(3)]
+    drive = _raw_with_oxts(sample, tmp_path / "raw", packets)
+    rotation, translation = _motion(*[kitti.camera_poses(drive, "image_02")[f"{i:010d}"]
+                                      for i in (0, 1)])
+    assert np.degrees(np.arccos((np.trace(rotation) - 1) / 2)) == pytest.approx(
+        np.degrees(0.05), abs=1e-6)
+    ahead = rotation @ [0.0, 0.0, 20.0] + translation
+    assert ahead[0] > 0.9  # 20 m · sin(0.05) ≈ 1 m to the right (+x), plus the lever arm
+
+
+def test_with_pose_stores_the_oxts_camera_poses(sample, tmp_path):
+    packets = [_oxts_line(LATITUDE, _east_longitude(1.0 * i), 0.0) for i in range(3)]
+    drive = _raw_with_oxts(sample, tmp_path / "raw", packets)
+    examples = _examples(_build(tmp_path / "raw", tmp_path, with_pose=True))
+    assert len(examples) == 2
+    for example in examples:
+        camera = example["video_id"].decode()[-8:]
+        expected = kitti.camera_poses(drive, camera)
+        stored = example["camera_to_world"]
+        assert stored.shape == (3, 4, 4) and stored.dtype == np.float32
+        for pose, frame_id in zip(stored, example["frame_ids"]):
+            np.testing.assert_allclose(pose, expected[frame_id.decode()], atol=1e-5)
+
+
+def test_trainer_pipeline_reads_the_oxts_motion(sample, tmp_path):
+    # What --egomotion=given trains with: the pair's camera motion 1→2 from the stored poses.
+    packets = [_oxts_line(LATITUDE, _east_longitude(0.8 * i), 0.0) for i in range(3)]
+    _raw_with_oxts(sample, tmp_path / "raw", packets)
+    builder = _build(tmp_path / "raw", tmp_path, with_pose=True)
+    batch = next(iter(data.make_dataset(builder.data_dir, "train", 2, 128, 416, training=False)))
+    np.testing.assert_allclose(batch["rotation"].numpy(), 0.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(batch["translation"], axis=-1), 0.8, rtol=1e-4)
+    assert np.all(batch["translation"][:, 2] < -0.79)
+
+
+def test_with_pose_without_oxts_names_the_missing_folder(sample, tmp_path):
+    with pytest.raises(BadInputError, match=r"drive_0001_sync/oxts/data: no oxts packets"):
+        _build(sample, tmp_path, with_pose=True)
+    assert not list((tmp_path / "out").rglob("dataset_info.json"))
+
+
+def test_calibration_without_a_translation_names_the_file(tmp_path):
+    path = tmp_path / "calib_velo_to_cam.txt"
+    path.write_text("calib_time: 15-Mar-2012 11:37:16\nR: 1 0 0 0 1 0 0 0 1\n")
+    with pytest.raises(BadInputError, match=r"calib_velo_to_cam.txt.*no 3 T entry"):
+        kitti.rigid_transform(path)

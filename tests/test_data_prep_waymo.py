@@ -12,15 +12,30 @@ from depth_motion_tf.errors import BadInputError
 
 F_U, F_V, C_U, C_V = 100.0, 101.0, 47.0, 33.0
 HEIGHT, WIDTH = 64, 96  # source FRONT images
+# The FRONT camera 1.5 m ahead of and 2.1 m above the vehicle origin, looking along its x axis.
+CAMERA_TO_VEHICLE = [1, 0, 0, 1.5, 0, 1, 0, 0, 0, 0, 1, 2.1, 0, 0, 0, 1]
+WORLD_OFFSET = np.array([4.0e5, -3.0e5, 50.0])  # far from the origin, as real global poses
 
 
-def _frame(timestamp, value, front=True, context="segment-123"):
+def _vehicle_pose(forward_m, yaw=0.0):
+    """Row-major vehicle-to-world: ``forward_m`` along the heading ``yaw`` (rad, from world x)."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    pose = np.eye(4)
+    pose[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
+    pose[:3, 3] = WORLD_OFFSET + forward_m * np.array([c, s, 0.0])
+    return pose.ravel()
+
+
+def _frame(timestamp, value, front=True, context="segment-123", pose=None):
+    """A serialised Frame; ``pose``: 16 row-major values (default: ``timestamp`` metres forward)."""
     frame = waymo.Frame()
     frame.context.name = context
     calibration = frame.context.camera_calibrations.add(name=waymo.FRONT, width=WIDTH,
                                                         height=HEIGHT)
     calibration.intrinsic.extend([F_U, F_V, C_U, C_V, 0, 0, 0, 0, 0])
+    calibration.extrinsic.transform.extend(CAMERA_TO_VEHICLE)
     frame.timestamp_micros = timestamp
+    frame.pose.transform.extend(_vehicle_pose(float(timestamp)) if pose is None else pose)
     image = np.full((HEIGHT, WIDTH, 3), value, np.uint8)
     frame.images.add(name=waymo.FRONT if front else 2,
                      image=tf.io.encode_jpeg(image, quality=100).numpy())
@@ -60,19 +75,24 @@ def _field(number, wire_type, payload):
 
 
 def test_field_numbers_match_the_public_dataset_proto():
-    # Hand-encoded wire format of dataset.proto: Frame{context=1, timestamp_micros=2, images=4},
-    # Context{name=1, camera_calibrations=2}, CameraCalibration{name=1, intrinsic=2, width=4,
-    # height=5}, CameraImage{name=1, image=2}.
+    # Hand-encoded wire format of dataset.proto: Frame{context=1, timestamp_micros=2, pose=3,
+    # images=4}, Context{name=1, camera_calibrations=2}, CameraCalibration{name=1, intrinsic=2,
+    # extrinsic=3, width=4, height=5}, Transform{transform=1}, CameraImage{name=1, image=2}.
+    transform = b"".join(_field(1, 1, struct.pack("<d", v)) for v in range(16))
     calibration = (_field(1, 0, _varint(1))
                    + b"".join(_field(2, 1, struct.pack("<d", v)) for v in (5.0, 6.0, 7.0, 8.0))
+                   + _field(3, 2, transform)
                    + _field(4, 0, _varint(1920)) + _field(5, 0, _varint(1280)))
     context = _field(1, 2, b"seg") + _field(2, 2, calibration)
     image = _field(1, 0, _varint(1)) + _field(2, 2, b"jpeg")
     frame = waymo.Frame.FromString(
-        _field(1, 2, context) + _field(2, 0, _varint(42)) + _field(4, 2, image))
+        _field(1, 2, context) + _field(2, 0, _varint(42)) + _field(3, 2, transform)
+        + _field(4, 2, image))
     assert frame.context.name == "seg" and frame.timestamp_micros == 42
     (cal,) = frame.context.camera_calibrations
     assert (cal.name, list(cal.intrinsic), cal.width, cal.height) == (1, [5, 6, 7, 8], 1920, 1280)
+    assert list(cal.extrinsic.transform) == list(range(16))
+    assert list(frame.pose.transform) == list(range(16))
     assert (frame.images[0].name, frame.images[0].image) == (1, b"jpeg")
 
 
@@ -121,3 +141,37 @@ def test_corrupt_segment_names_the_file(tmp_path):
     with pytest.raises(BadInputError, match="segment-123.tfrecord: corrupt TFRecord"):
         _build(tmp_path / "in", tmp_path)
     assert not list((tmp_path / "out").rglob("dataset_info.json"))
+
+
+def _motion(first, second):
+    """``X2 = R X1 + t`` between two camera-to-world poses, as ``(R, t)`` float64."""
+    motion = np.linalg.inv(second.astype(np.float64)) @ first.astype(np.float64)
+    return motion[:3, :3], motion[:3, 3]
+
+
+def test_driving_forward_moves_the_optical_camera_along_z(tmp_path):
+    records = [_frame(t, 50, pose=_vehicle_pose(1.2 * t, yaw=0.3)) for t in (1, 2, 3)]
+    _write_segment(tmp_path / "in" / "segment-123.tfrecord", records)
+    (example,) = _examples(_build(tmp_path / "in", tmp_path))
+    assert example["camera_to_world"].shape == (3, 4, 4)
+    rotation, translation = _motion(*example["camera_to_world"][:2])
+    np.testing.assert_allclose(rotation, np.eye(3), atol=1e-6)
+    np.testing.assert_allclose(translation, [0.0, 0.0, -1.2], atol=1e-4)  # points come closer
+
+
+def test_turning_left_moves_a_point_ahead_to_the_right(tmp_path):
+    records = [_frame(t, 50, pose=_vehicle_pose(0.0, yaw=0.04 * t)) for t in (1, 2, 3)]
+    _write_segment(tmp_path / "in" / "segment-123.tfrecord", records)
+    (example,) = _examples(_build(tmp_path / "in", tmp_path))
+    rotation, translation = _motion(*example["camera_to_world"][:2])
+    # Yaw about the vehicle's up axis is a rotation about the optical -y axis.
+    np.testing.assert_allclose(rotation[1], [0.0, 1.0, 0.0], atol=1e-6)
+    ahead = rotation @ [0.0, 0.0, 20.0] + translation
+    assert ahead[0] == pytest.approx(20.0 * np.sin(0.04) + 1.5 * np.sin(0.04), rel=1e-3)
+
+
+def test_frame_without_a_vehicle_pose_names_the_record(tmp_path):
+    path = tmp_path / "in" / "segment-123.tfrecord"
+    _write_segment(path, [_frame(1, 50), _frame(2, 50, pose=[]), _frame(3, 50)])
+    with pytest.raises(BadInputError, match="segment-123.tfrecord#1: vehicle pose has 0 values"):
+        _build(tmp_path / "in", tmp_path)
