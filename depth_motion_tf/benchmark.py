@@ -387,19 +387,21 @@ def run_benchmark(options, data_dir, progress=print):
     return results
 
 
-CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")  # what decides the float and bf16 kernels
+FLOAT_CPU_FEATURES = ("avx2", "avx512f")  # with config.BFLOAT16_CPU_FLAGS: what decides the kernels
 
 
 def machine_description():
-    """CPU count, model and features (those of ``CPU_FEATURES`` it has), the GPUs TensorFlow sees, its version."""
+    """CPU count, model and features (those of :data:`FLOAT_CPU_FEATURES` and
+    ``config.BFLOAT16_CPU_FLAGS`` it has), the GPUs TensorFlow sees, its version."""
     import tensorflow as tf
 
     from depth_motion_tf import config as config_lib
 
     model, features = config_lib.cpu_info()
     gpus = tf.config.list_physical_devices("GPU")
+    known = FLOAT_CPU_FEATURES + config_lib.BFLOAT16_CPU_FLAGS
     return {"cpu_count": os.cpu_count(), "cpu": model,
-            "cpu_features": [f for f in CPU_FEATURES if f in features],
+            "cpu_features": [f for f in known if f in features],
             "gpus": [gpu.name for gpu in gpus], "tensorflow": tf.__version__}
 
 

@@ -113,9 +113,12 @@ def cpu_info(cpuinfo="/proc/cpuinfo"):
     return model, features
 
 
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bfloat16 arithmetic
+
+
 def native_bfloat16_cpu():
     """Whether the CPU computes bfloat16 natively (AVX512_BF16 or AMX-BF16); without, TF emulates it, 4.5x slower."""
-    return bool(cpu_info()[1] & {"avx512_bf16", "amx_bf16"})
+    return bool(cpu_info()[1] & set(BFLOAT16_CPU_FLAGS))
 
 
 def precision_policy(mode):
