@@ -179,6 +179,27 @@ def evaluate_image(
     return depth_errors(gt_valid, pred_valid), ratio
 
 
+def region_abs_rel(gt, pred, region, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH):
+    """abs_rel inside and outside a region of one image, median-scaled over the whole image.
+
+    The scaling and clamping are :func:`evaluate_image`'s (median scaling, no
+    crop), so the two numbers split that image's abs_rel by pixel.
+
+    Args:
+        gt: ``[H, W]`` float ground-truth depth in metres, 0 = missing.
+        pred: ``[H, W]`` float predicted depth (same size).
+        region: ``[H, W]`` bool, e.g. the moving objects' mask.
+    Returns:
+        ``(inside, outside)``: Python floats, None where the side has no valid pixel.
+    """
+    gt, pred = np.asarray(gt, np.float64), np.asarray(pred, np.float64)
+    valid = valid_mask(gt, None, min_depth, max_depth)
+    ratio = median_scale_ratio(gt[valid], pred[valid])
+    error = np.abs(np.clip(pred * ratio, min_depth, max_depth) - gt) / np.where(valid, gt, 1.0)
+    sides = [valid & region, valid & ~region]
+    return tuple(float(error[side].mean()) if side.any() else None for side in sides)
+
+
 def summarize(per_image_errors, ratios):
     """Averages per-image errors over images and summarises the scaling ratios.
 

@@ -258,7 +258,8 @@ def evaluate_motion_on(model, config, batch_size=8):
         least-squares scale), and when the data has masks ``field_share`` (the
         share of the residual field's magnitude inside the moving-object masks,
         dilated by ``foreground_dilation``) with ``mask_share`` (their area
-        share: the chance level), or None for a zero field (burn-in).
+        share: the chance level), or None for a zero field (burn-in); with
+        masks and depth, ``depth_by_region`` (:func:`_depth_by_region`).
     """
     from depth_motion_tf import features as F
     from depth_motion_tf import metrics, odometry
@@ -300,7 +301,33 @@ def evaluate_motion_on(model, config, batch_size=8):
     result["ate"] = {"mean": float(np.mean(errors)) if errors else float("nan"), "snippets": len(errors)}
     if F.MASK in examples[0]:
         result.update(_field_share(predicted["field"], examples, config))
+    if F.MASK in examples[0] and F.DEPTH in examples[0]:
+        result["depth_by_region"] = _depth_by_region(model, frames[:, 0], examples, config)
     return result
+
+
+def _depth_by_region(model, images, examples, config):
+    """Frame 1's depth abs_rel on the moving objects and elsewhere (:func:`metrics.region_abs_rel`).
+
+    Args:
+        images: ``[N, h, w, 3]`` uint8 frame 1 of every pair (stored size).
+        examples: the pairs' examples (``depth`` and ``mask`` at the stored size).
+    Returns:
+        dict ``moving`` / ``static``: mean over images (those with moving
+        pixels for ``moving``; None when none has any).
+    """
+    from depth_motion_tf import features as F
+    from depth_motion_tf import metrics
+
+    predictions = export.keras_depth_predictor(model, config.height, config.width)(images)
+    sides = [
+        metrics.region_abs_rel(F.decode_depth(e[F.DEPTH][0][..., 0]).numpy(), prediction,
+                               e[F.MASK][0][..., 0] > 127)
+        for e, prediction in zip(examples, predictions)
+    ]
+    moving = [inside for inside, _ in sides if inside is not None]
+    return {"moving": float(np.mean(moving)) if moving else None,
+            "static": float(np.mean([outside for _, outside in sides]))}
 
 
 def _field_share(field, examples, config):
@@ -504,6 +531,11 @@ def print_motion_report(motion):
                f"{100 * share:.1f}% of its magnitude inside the dilated moving-object masks")
             + f" (the masks cover {100 * motion['mask_share']:.1f}% of the pixels: chance)"
         )
+    if motion.get("depth_by_region"):
+        regions = motion["depth_by_region"]
+        moving = "none" if regions["moving"] is None else f"{regions['moving']:.3f}"
+        print(f"Depth abs_rel on the moving objects: {moving}, elsewhere: {regions['static']:.3f} "
+              "(frame 1 of the pairs, each median-scaled over the whole image)")
 
 
 def main(argv):

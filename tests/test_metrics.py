@@ -126,3 +126,20 @@ def test_table_lists_metrics_in_paper_order():
     header, values = metrics.format_table(summary).splitlines()
     assert header.split() == "abs_rel | sq_rel | rmse | rmse_log | a1 | a2 | a3".split()
     assert [float(v) for v in values.split("|")] == [0.13, 0.95, 5.138, 0.209, 0.843, 0.948, 0.978]
+
+
+def test_region_abs_rel_splits_the_error_by_pixel_after_whole_image_scaling():
+    gt = np.full((4, 8), 10.0)
+    region = np.zeros((4, 8), bool)
+    region[:, :2] = True  # a quarter of the image
+    pred = np.where(region, 15.0, 5.0)
+    inside, outside = metrics.region_abs_rel(gt, pred, region)
+    # The median (of the other three quarters) scales by 10 / 5 = 2: exact elsewhere, 30 m inside.
+    assert outside == pytest.approx(0.0)
+    assert inside == pytest.approx(2.0)
+
+
+def test_region_abs_rel_is_none_for_an_empty_side():
+    gt = np.full((2, 2), 5.0)
+    inside, outside = metrics.region_abs_rel(gt, gt * 3.0, np.zeros((2, 2), bool))
+    assert inside is None and outside == pytest.approx(0.0)

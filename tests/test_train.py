@@ -225,6 +225,7 @@ def test_cli_reports_depth_ego_motion_field_and_learning_curve(tmp_path):
     for line in ("constant depth (the floor)", "before training", "after training",
                  "Ego-motion 1→2 against the ground-truth poses: translation direction cosine",
                  "Ego-motion 2→1", "5-frame ATE:", "% of its magnitude inside the dilated moving-object masks",
+                 "Depth abs_rel on the moving objects: ",
                  f"Learning curve (test abs_rel against step): {run_dir}/learning_curve.png",
                  "on disk in"):
         assert line in output, (line, output)
