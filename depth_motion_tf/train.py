@@ -313,8 +313,8 @@ def _depth_by_region(model, images, examples, config):
         images: ``[N, h, w, 3]`` uint8 frame 1 of every pair (stored size).
         examples: the pairs' examples (``depth`` and ``mask`` at the stored size).
     Returns:
-        dict ``moving`` / ``static``: mean over images (those with moving
-        pixels for ``moving``; None when none has any).
+        dict ``moving`` / ``static``: means over the images that have such
+        pixels (None when none has any).
     """
     from depth_motion_tf import features as F
     from depth_motion_tf import metrics
@@ -325,9 +325,9 @@ def _depth_by_region(model, images, examples, config):
                                e[F.MASK][0][..., 0] > 127)
         for e, prediction in zip(examples, predictions)
     ]
-    moving = [inside for inside, _ in sides if inside is not None]
-    return {"moving": float(np.mean(moving)) if moving else None,
-            "static": float(np.mean([outside for _, outside in sides]))}
+    means = [[value for value in side if value is not None] for side in zip(*sides)]
+    return {name: float(np.mean(values)) if values else None
+            for name, values in zip(("moving", "static"), means)}
 
 
 def _field_share(field, examples, config):
@@ -533,8 +533,8 @@ def print_motion_report(motion):
         )
     if motion.get("depth_by_region"):
         regions = motion["depth_by_region"]
-        moving = "none" if regions["moving"] is None else f"{regions['moving']:.3f}"
-        print(f"Depth abs_rel on the moving objects: {moving}, elsewhere: {regions['static']:.3f} "
+        moving, static = ("none" if v is None else f"{v:.3f}" for v in regions.values())
+        print(f"Depth abs_rel on the moving objects: {moving}, elsewhere: {static} "
               "(frame 1 of the pairs, each median-scaled over the whole image)")
 
 
