@@ -150,6 +150,24 @@ def evaluate_image(
         ValueError: non-finite predictions, no valid ground-truth pixel, or a
             non-positive median prediction.
     """
+    _, gt_valid, pred_valid, ratio = scaled_valid_depths(
+        gt, pred, crop, median_scaling, scale, min_depth, max_depth, name
+    )
+    return depth_errors(gt_valid, pred_valid), ratio
+
+
+def scaled_valid_depths(gt, pred, crop, median_scaling, scale, min_depth, max_depth, name):
+    """The protocol's pixels and prediction: :func:`evaluate_image` before the errors.
+
+    The prediction is resized to the ground truth, multiplied by ``scale``,
+    median-scaled (when asked) over the valid pixels and clamped.
+
+    Returns:
+        ``(mask, gt_valid, pred_valid, ratio)``: ``[H, W]`` bool valid pixels,
+        ``[N]`` float64 depths there, and the median scaling ratio (1.0 without).
+    Raises:
+        ValueError: as :func:`evaluate_image`.
+    """
     gt = np.asarray(gt, dtype=np.float64)
     pred = np.asarray(pred, dtype=np.float64)
     if pred.ndim == 3:
@@ -175,29 +193,28 @@ def evaluate_image(
         except ValueError as error:
             raise ValueError(f"{name}: {error}") from None
         pred_valid = pred_valid * ratio
-    pred_valid = np.clip(pred_valid, min_depth, max_depth)
-    return depth_errors(gt_valid, pred_valid), ratio
+    return mask, gt_valid, np.clip(pred_valid, min_depth, max_depth), ratio
 
 
-def region_abs_rel(gt, pred, region, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH):
+def region_abs_rel(gt, pred, region, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH, name="image"):
     """abs_rel inside and outside a region of one image, median-scaled over the whole image.
 
-    The scaling and clamping are :func:`evaluate_image`'s (median scaling, no
-    crop), so the two numbers split that image's abs_rel by pixel.
+    The pixels, scaling and clamping are :func:`evaluate_image`'s (median
+    scaling, no crop), so the two numbers split that image's abs_rel by pixel.
 
     Args:
         gt: ``[H, W]`` float ground-truth depth in metres, 0 = missing.
-        pred: ``[H, W]`` float predicted depth (same size).
+        pred: ``[h, w]`` (or ``[h, w, 1]``) float predicted depth, resized to ``[H, W]``.
         region: ``[H, W]`` bool, e.g. the moving objects' mask.
     Returns:
         ``(inside, outside)``: Python floats, None where the side has no valid pixel.
     """
-    gt, pred = np.asarray(gt, np.float64), np.asarray(pred, np.float64)
-    valid = valid_mask(gt, None, min_depth, max_depth)
-    ratio = median_scale_ratio(gt[valid], pred[valid])
-    error = np.abs(np.clip(pred * ratio, min_depth, max_depth) - gt) / np.where(valid, gt, 1.0)
-    sides = [valid & region, valid & ~region]
-    return tuple(float(error[side].mean()) if side.any() else None for side in sides)
+    mask, gt_valid, pred_valid, _ = scaled_valid_depths(
+        gt, pred, None, True, 1.0, min_depth, max_depth, name
+    )
+    error = np.abs(pred_valid - gt_valid) / gt_valid
+    inside = np.asarray(region)[mask]
+    return tuple(float(error[side].mean()) if side.any() else None for side in (inside, ~inside))
 
 
 def summarize(per_image_errors, ratios):

@@ -322,7 +322,7 @@ def _depth_by_region(model, images, examples, config):
     predictions = export.keras_depth_predictor(model, config.height, config.width)(images)
     sides = [
         metrics.region_abs_rel(F.decode_depth(e[F.DEPTH][0][..., 0]).numpy(), prediction,
-                               e[F.MASK][0][..., 0] > 127)
+                               e[F.MASK][0][..., 0] > 127, name=e[F.FRAME_IDS][0].decode())
         for e, prediction in zip(examples, predictions)
     ]
     means = [[value for value in side if value is not None] for side in zip(*sides)]
