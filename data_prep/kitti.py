@@ -156,13 +156,10 @@ def read_oxts(path):
     """One oxts packet → ``(lat, lon, alt, roll, pitch, yaw)`` float64 (degrees, metres, radians).
 
     Raises:
-        BadInputError: naming the file when it is missing or not a numeric packet.
+        BadInputError: naming the file when it is not a numeric packet.
     """
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise BadInputError(path, "oxts packet does not exist (needed by --with_pose)")
     try:
-        values = np.array(path.read_text().split(), np.float64)
+        values = np.array(pathlib.Path(path).read_text().split(), np.float64)
     except ValueError:
         raise BadInputError(path, "oxts packet is not numeric") from None
     if values.size < 6:
@@ -234,11 +231,7 @@ def camera_intrinsics(calibration, camera, calib_path):
         camera: ``"image_02"`` or ``"image_03"``.
         calib_path: the calibration file (named in errors).
     """
-    key = "P_rect_" + camera[-2:]
-    projection = calibration.get(key)
-    if projection is None or projection.size != 12:
-        raise BadInputError(calib_path, f"no 3x4 {key} matrix")
-    p = projection.reshape(3, 4)
+    p = _matrix(calibration, "P_rect_" + camera[-2:], (3, 4), calib_path)
     return Intrinsics(fx=p[0, 0], fy=p[1, 1], cx=p[0, 2], cy=p[1, 2])
 
 

@@ -247,11 +247,16 @@ def segment_frames(path, frame_stride):
     return refs
 
 
+@functools.lru_cache(maxsize=2)
+def _vehicle_poses(path):
+    """``{frame id: [4, 4] vehicle pose}`` of a segment (:func:`read_segment`), once per segment."""
+    return {str(timestamp): pose for timestamp, _, pose in read_segment(path)}
+
+
 def _pose_extras(path, camera_to_vehicle, triplet):
     """The triplet's ``[3, 4, 4]`` float32 camera-to-world poses (:func:`camera_to_world`)."""
-    records = read_segment(path)
-    vehicle = {str(timestamp): pose for timestamp, _, pose in records}
-    origin = records[0][2]
+    vehicle = _vehicle_poses(path)
+    origin = read_segment(path)[0][2]
     poses = [camera_to_world(vehicle[f.frame_id], camera_to_vehicle, origin) for f in triplet]
     return {F.CAMERA_TO_WORLD: np.stack(poses).astype(np.float32)}
 
