@@ -173,6 +173,15 @@ def test_static_pixels_reproject_onto_matching_colour(video):
     assert warped_error < 0.3 * identity_error
 
 
+def _moving_box_at(boxes, world, t):
+    """``[...]`` int index of the moving box containing each world point ``[..., 3]`` at time t, -1 elsewhere."""
+    index = np.full(world.shape[:-1], -1)
+    for n in np.flatnonzero(boxes.moving):
+        local = (world - boxes.centre_at(t)[n]) @ synthetic.yaw_rotation(boxes.yaw[n])
+        index[np.all(np.abs(local) <= boxes.half_size[n] + 1e-6, axis=-1)] = n
+    return index
+
+
 def _true_translation_field(video, t):
     """``[H, W, 3]`` the full translation field ``T`` of frame t → t+1 (METHOD.md §3).
 
@@ -182,11 +191,8 @@ def _true_translation_field(video, t):
     scene, poses, intrinsics, frames = video
     points = _back_project(frames[t].depth, intrinsics)
     world = points @ poses[t][:3, :3].T + poses[t][:3, 3]
-    velocity = np.zeros_like(world)
-    for n in np.flatnonzero(scene.boxes.moving):
-        local = (world - scene.boxes.centre_at(t)[n]) @ synthetic.yaw_rotation(scene.boxes.yaw[n])
-        inside = np.all(np.abs(local) <= scene.boxes.half_size[n] + 1e-6, axis=-1)
-        velocity[inside] = scene.boxes.velocity[n]
+    box = _moving_box_at(scene.boxes, world, t)
+    velocity = np.where((box >= 0)[..., None], scene.boxes.velocity[np.maximum(box, 0)], 0.0)
     to_next = np.linalg.inv(poses[t + 1])
     moved = (world + velocity) @ to_next[:3, :3].T + to_next[:3, 3]
     relative = to_next @ poses[t]
@@ -202,8 +208,7 @@ def test_library_warp_with_the_true_field_aligns_the_moving_boxes(video):
     """
     _, poses, intrinsics, frames = video
     t = 2
-    fx, fy, cx, cy = intrinsics
-    k = tf.constant([[[fx, 0, cx], [0, fy, cy], [0, 0, 1]]], tf.float32)
+    k = geometry.intrinsics_matrix(*intrinsics)[None]
     rotation, translation = geometry.relative_motion(poses[t][None], poses[t + 1][None])
     field = _true_translation_field(video, t)
     rgb1, rgb2 = (tf.constant(frames[i].rgb[None] / 255.0, tf.float32) for i in (t, t + 1))
@@ -214,9 +219,10 @@ def test_library_warp_with_the_true_field_aligns_the_moving_boxes(video):
         """Colour errors on the box and static pixels landing on the same surface; that share of the box."""
         x, y, z, valid = geometry.warp_depth(depth1, tf.constant(full_field[None], tf.float32), rotation, k)
         landed = geometry.resample(tf.concat([rgb2, depth2], -1), x, y)[0].numpy()
-        same_surface = valid[0].numpy() & (np.abs(landed[..., 3] - z[0].numpy()) < 0.01 * z[0].numpy())
+        z, valid = z[0].numpy(), valid[0].numpy()
+        same_surface = valid & (np.abs(landed[..., 3] - z) < 0.01 * z)
         error = np.abs(landed[..., :3] - rgb1[0].numpy()).mean(-1)
-        in_frame = box & valid[0].numpy()  # this near box leaves the frame in part
+        in_frame = box & valid  # this near box leaves the frame in part
         return (error[box & same_surface].mean(), error[~box & same_surface].mean(),
                 same_surface[in_frame].mean())
 
@@ -235,12 +241,7 @@ def test_mask_marks_exactly_the_pixels_on_moving_boxes(video):
     for t in (0, 5):
         points = _back_project(frames[t].depth, intrinsics).reshape(-1, 3)
         world = points @ poses[t][:3, :3].T + poses[t][:3, 3]
-        on_moving = np.zeros(len(world), dtype=bool)
-        for n in np.flatnonzero(boxes.moving):
-            centre = boxes.centre[n] + t * boxes.velocity[n]
-            local = (world - centre) @ synthetic.yaw_rotation(boxes.yaw[n])
-            on_moving |= np.all(np.abs(local) <= boxes.half_size[n] + 1e-6, axis=1)
-        np.testing.assert_array_equal(frames[t].mask.ravel(), on_moving)
+        np.testing.assert_array_equal(frames[t].mask.ravel(), _moving_box_at(boxes, world, t) >= 0)
         assert frames[t].mask.any()
 
 
