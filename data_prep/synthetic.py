@@ -239,7 +239,21 @@ def _concat_boxes(a, b):
     )
 
 
-def random_scene(rng, num_frames):
+def _park_lanes(boxes, parked):
+    """``boxes`` with the lane boxes of the sides in ``parked`` standing still.
+
+    Args:
+        boxes: :class:`Boxes` of one scene.
+        parked: ``[2]`` bool, whether the lane at ``x < 0`` and ``x > 0`` is parked.
+    """
+    side = (boxes.centre[:, 0] > 0).astype(int)
+    stop = boxes.moving & parked[side]
+    return dataclasses.replace(
+        boxes, velocity=np.where(stop[:, None], 0.0, boxes.velocity)
+    )
+
+
+def random_scene(rng, num_frames, parked_fraction=0.0):
     """A random corridor, its boxes and camera path for a video of ``num_frames``.
 
     Args:
@@ -247,6 +261,10 @@ def random_scene(rng, num_frames):
         num_frames: video length; every depth stays below 80 m (the
             evaluation cap) for videos of up to 50 frames; longer ones see the
             far wall beyond it at first.
+        parked_fraction: probability that a traffic lane's boxes stand still
+            (parked cars: the same kind of object, in the same place, static).
+            Drawn last, so a scene differs from the ``0.0`` one only in which
+            lanes move.
     Returns:
         :class:`Scene`.
     """
@@ -262,23 +280,27 @@ def random_scene(rng, num_frames):
         rng, camera_height, (-travel, far_z - 3.0), num_frames, 6 + len(static.yaw)
     )
     boxes = _concat_boxes(static, moving)
+    materials = random_materials(rng, 6 + len(boxes.yaw))
+    sway = (
+        rng.uniform(0.0, CAMERA_CLEARANCE_M),
+        rng.uniform(50.0, 100.0),
+        rng.uniform(0.0, 2.0 * np.pi),
+    )
+    yaw_wobble = (
+        rng.uniform(0.0, 0.05),
+        rng.uniform(15.0, 40.0),
+        rng.uniform(0.0, 2.0 * np.pi),
+    )
+    parked = rng.uniform(size=2) < parked_fraction
     return Scene(
         room_min=room_min,
         room_max=room_max,
         room_material=np.arange(6),
-        boxes=boxes,
-        materials=random_materials(rng, 6 + len(boxes.yaw)),
+        boxes=_park_lanes(boxes, parked),
+        materials=materials,
         speed=speed,
-        sway=(
-            rng.uniform(0.0, CAMERA_CLEARANCE_M),
-            rng.uniform(50.0, 100.0),
-            rng.uniform(0.0, 2.0 * np.pi),
-        ),
-        yaw_wobble=(
-            rng.uniform(0.0, 0.05),
-            rng.uniform(15.0, 40.0),
-            rng.uniform(0.0, 2.0 * np.pi),
-        ),
+        sway=sway,
+        yaw_wobble=yaw_wobble,
     )
 
 
@@ -639,7 +661,7 @@ def render_frame(
     )
 
 
-def render_video(rng, num_frames, height, width, supersample=2):
+def render_video(rng, num_frames, height, width, supersample=2, parked_fraction=0.0):
     """A random scene rendered along its camera path.
 
     Args:
@@ -647,11 +669,13 @@ def render_video(rng, num_frames, height, width, supersample=2):
         num_frames: number of frames.
         height, width: image size in pixels.
         supersample: sub-pixel rays per pixel side for colour.
+        parked_fraction: probability that a traffic lane stands still
+            (:func:`random_scene`).
     Returns:
         ``(scene, poses, intrinsics, frames)``: :class:`Scene`, ``[F, 4, 4]``
         camera-to-world, ``[4]`` ``(fx, fy, cx, cy)``, list of :class:`Frame`.
     """
-    scene = random_scene(rng, num_frames)
+    scene = random_scene(rng, num_frames, parked_fraction)
     poses = camera_trajectory(scene, num_frames)
     intrinsics = camera_intrinsics(height, width)
     frames = [
@@ -684,6 +708,7 @@ class SyntheticConfig(tfds.core.BuilderConfig):
             ``frames_per_video - 2`` triplets.
         seed: random seed of all scenes.
         supersample: sub-pixel rays per pixel side for colour.
+        parked_fraction: probability that a traffic lane's boxes stand still.
     """
 
     height: int = F.DEFAULT_HEIGHT
@@ -693,15 +718,24 @@ class SyntheticConfig(tfds.core.BuilderConfig):
     frames_per_video: int = 32
     seed: int = 0
     supersample: int = 2
+    parked_fraction: float = 0.0
 
 
 def synthetic_config(
-    height, width, train_videos, test_videos, frames_per_video, seed=0, supersample=2
+    height,
+    width,
+    train_videos,
+    test_videos,
+    frames_per_video,
+    seed=0,
+    supersample=2,
+    parked_fraction=0.0,
 ):
     """A :class:`SyntheticConfig` named after its values (one data directory each).
 
     Raises:
-        ValueError: on a non-positive size or count, or fewer than 3 frames per video.
+        ValueError: on a non-positive size or count, fewer than 3 frames per
+            video, or a ``parked_fraction`` outside [0, 1].
     """
     if min(height, width, train_videos, test_videos, supersample) < 1:
         raise ValueError(
@@ -713,14 +747,21 @@ def synthetic_config(
             f"synthetic: frames_per_video must be >= {F.FRAMES_PER_EXAMPLE}, got "
             f"{frames_per_video}"
         )
+    if not 0.0 <= parked_fraction <= 1.0:
+        raise ValueError(
+            f"synthetic: parked_fraction must be in [0, 1], got {parked_fraction}"
+        )
     name = (
         f"{height}x{width}_train{train_videos}_test{test_videos}"
         f"_frames{frames_per_video}_seed{seed}_ss{supersample}"
     )
+    if parked_fraction:
+        name += f"_parked{parked_fraction:g}"
     return SyntheticConfig(
         name=name,
         description=f"{height}x{width}, {train_videos}+{test_videos} videos of "
-        f"{frames_per_video} frames, seed {seed}",
+        f"{frames_per_video} frames, seed {seed}"
+        + (f", parked lanes {parked_fraction:g}" if parked_fraction else ""),
         height=height,
         width=width,
         train_videos=train_videos,
@@ -728,6 +769,7 @@ def synthetic_config(
         frames_per_video=frames_per_video,
         seed=seed,
         supersample=supersample,
+        parked_fraction=parked_fraction,
     )
 
 
@@ -788,6 +830,7 @@ class Synthetic(tfds.core.GeneratorBasedBuilder):
                 config.height,
                 config.width,
                 config.supersample,
+                config.parked_fraction,
             )
             yield from triplet_examples(split, video, poses, intrinsics, frames)
 
@@ -812,6 +855,13 @@ def define_flags():
     flags.DEFINE_integer(
         "supersample", 2, "Sub-pixel rays per pixel side for colour (1 = none)."
     )
+    flags.DEFINE_float(
+        "parked_fraction",
+        0.0,
+        "Probability that a traffic lane's boxes stand still (parked cars): the "
+        "same kind of object in the same place, static, so a monocular depth "
+        "network can learn its depth.",
+    )
 
 
 def main(argv):
@@ -825,6 +875,7 @@ def main(argv):
         FLAGS.frames_per_video,
         FLAGS.seed,
         FLAGS.supersample,
+        FLAGS.parked_fraction,
     )
     convert.quiet_tfds()
     start = time.perf_counter()

@@ -245,6 +245,34 @@ def test_mask_marks_exactly_the_pixels_on_moving_boxes(video):
         assert frames[t].mask.any()
 
 
+def test_parked_lanes_stop_whole_lanes_and_change_nothing_else():
+    stopped = []
+    for seed in range(12):
+        moving = synthetic.random_scene(np.random.default_rng(seed), 24)
+        parked = synthetic.random_scene(np.random.default_rng(seed), 24, parked_fraction=0.5)
+        np.testing.assert_array_equal(parked.boxes.centre, moving.boxes.centre)
+        np.testing.assert_array_equal(parked.materials.phase, moving.materials.phase)
+        assert parked.sway == moving.sway and parked.speed == moving.speed
+        lane = moving.boxes.moving
+        right = moving.boxes.centre[:, 0] > 0
+        for side in (right, ~right):
+            still = ~parked.boxes.moving[lane & side]
+            assert still.all() or not still.any()  # a lane parks as a whole
+            stopped.append(still.any())
+    assert 0 < sum(stopped) < len(stopped)
+    all_parked = synthetic.random_scene(np.random.default_rng(0), 24, parked_fraction=1.0)
+    assert not all_parked.boxes.moving.any()
+
+
+def test_parked_lanes_are_in_the_config_name_and_range_checked():
+    assert synthetic.synthetic_config(32, 64, 1, 1, 4).name.endswith("_ss2")
+    assert synthetic.synthetic_config(32, 64, 1, 1, 4, parked_fraction=0.5).name.endswith(
+        "_ss2_parked0.5"
+    )
+    with pytest.raises(ValueError, match="parked_fraction"):
+        synthetic.synthetic_config(32, 64, 1, 1, 4, parked_fraction=1.5)
+
+
 def test_config_rejects_videos_shorter_than_a_triplet():
     with pytest.raises(ValueError, match="frames_per_video"):
         synthetic.synthetic_config(32, 64, 1, 1, frames_per_video=2)
