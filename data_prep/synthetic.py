@@ -864,6 +864,18 @@ def define_flags():
     )
 
 
+def synthetic_fingerprint(builder):
+    """:func:`fingerprint.describe` of a build, without ``parked_fraction`` when it is 0.
+
+    Every lane moving is the data of the versions before that flag existed, so
+    their datasets stay reusable.
+    """
+    described = fingerprint.describe(builder)
+    if not builder.builder_config.parked_fraction:
+        del described["flags"]["parked_fraction"]
+    return described
+
+
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
@@ -886,7 +898,7 @@ def main(argv):
     builder = make_builder(FLAGS.output)
     try:
         prepared = fingerprint.prepare(
-            builder, fingerprint.describe(builder), make_builder,
+            builder, synthetic_fingerprint(builder), make_builder,
             tfds.download.DownloadConfig(try_download_gcs=False), FLAGS.overwrite,
         )
     except fingerprint.OutputMismatchError as error:

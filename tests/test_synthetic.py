@@ -273,6 +273,16 @@ def test_parked_lanes_are_in_the_config_name_and_range_checked():
         synthetic.synthetic_config(32, 64, 1, 1, 4, parked_fraction=1.5)
 
 
+def test_fingerprint_of_moving_lanes_matches_the_builds_before_parked_lanes(tmp_path):
+    def flags(parked_fraction):
+        config = synthetic.synthetic_config(32, 64, 1, 1, 4, parked_fraction=parked_fraction)
+        builder = synthetic.Synthetic(config=config, data_dir=str(tmp_path))
+        return synthetic.synthetic_fingerprint(builder)["flags"]
+
+    assert "parked_fraction" not in flags(0.0) and flags(0.0)["supersample"] == 2
+    assert flags(0.25)["parked_fraction"] == 0.25
+
+
 def test_config_rejects_videos_shorter_than_a_triplet():
     with pytest.raises(ValueError, match="frames_per_video"):
         synthetic.synthetic_config(32, 64, 1, 1, frames_per_video=2)
