@@ -130,6 +130,7 @@ def _free_port():
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # two fresh TensorFlow worker processes: 70-90 s on 2 CPU cores
 def test_two_workers_train_together_and_only_the_chief_keeps_outputs(dataset, tmp_path):
     workers = [f"localhost:{_free_port()}" for _ in range(2)]
     run_dir, scratch = tmp_path / "run", tmp_path / "scratch"
