@@ -3,8 +3,9 @@ r"""A procedural synthetic video dataset with exact depth, poses and motion mask
 Something to train on without downloading anything: a camera drives down a
 closed, textured street-like corridor (ground, two side walls, a ceiling, end
 walls) lined with static boxes, while a few boxes slide along two traffic
-lanes (``parked_fraction`` of the lanes stand still instead). Every frame is ray cast in numpy, so depth, camera poses and the
-moving-object mask are exact, and the data obeys the method's geometry
+lanes (``parked_fraction`` of the lanes stand still instead). Every frame is
+ray cast in numpy, so depth, camera poses and the moving-object mask are
+exact, and the data obeys the method's geometry
 (METHOD.md §3): a static point seen in frame t lands, through its depth and
 the relative camera pose, on a pixel of the same colour in frame t+1.
 
