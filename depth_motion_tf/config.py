@@ -254,8 +254,6 @@ def build_model(config, strategy):
             jit_compile_step=config.jit_compile,
         )
         model.build_for_training()
-        if config.encoder_weights:
-            model.depth_net.load_encoder_weights(config.encoder_weights)
         optimizer = make_optimizer(config)
         model.compile(optimizer=optimizer, jit_compile=False)
         optimizer.build(model.trainable_variables)

@@ -346,7 +346,7 @@ class DepthNet(keras.Model):
         encoder_weights.save_encoder_weights(self.encoder.named_variables(), path)
 
     def load_encoder_weights(self, path):
-        """Initialises the encoder from an ImageNet ResNet-18 and prints one summary line.
+        """Initialises the encoder from an ImageNet ResNet-18.
 
         ``path``: the reference's TF1 checkpoint, a torchvision/timm
         ``.safetensors`` or ``.pth`` state dict, or our ``.npz``/``.h5``, recognised
@@ -363,9 +363,7 @@ class DepthNet(keras.Model):
                 is changed in that case.
         """
         self._build_encoder()
-        weights = encoder_weights.load_encoder_weights(self.encoder.named_variables(), path)
-        print(f"Initialised the depth encoder with {weights.summary()}")
-        return weights
+        return encoder_weights.load_encoder_weights(self.encoder.named_variables(), path)
 
     def get_config(self):
         config = super().get_config()

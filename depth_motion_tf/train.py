@@ -409,6 +409,29 @@ def train(config):
         return _train(config)
 
 
+def resume_or_initialise(checkpoint, checkpoint_dir, encoder_weights=None):
+    """Restores the latest checkpoint of a run, or starts a new one from ``encoder_weights``.
+
+    Only a new run reads the encoder file: a resumed run, evaluation and export
+    take every weight from the checkpoint, so the file may be gone by then.
+    Prints one line saying which happened (nothing for a new run without weights).
+
+    Args:
+        checkpoint: ``tf.train.Checkpoint`` with ``model`` (a built
+            ``DepthMotionModel``) and ``optimizer``.
+        checkpoint_dir: the run's ``checkpoints`` folder (the chief's).
+        encoder_weights: optional ImageNet ResNet-18 file (``--encoder_weights``).
+    """
+    latest = tf.train.latest_checkpoint(checkpoint_dir)  # the chief's, on a shared filesystem
+    model = checkpoint.model
+    if latest:
+        checkpoint.restore(latest).expect_partial()
+        print(f"Resumed from {latest} at step {int(model.optimizer.iterations.numpy())}")
+    elif encoder_weights:
+        weights = model.depth_net.load_encoder_weights(encoder_weights)
+        print(f"Initialised the depth encoder with {weights.summary()}")
+
+
 def _train(config):
     """:func:`train` under the run's dtype policy."""
     strategy = make_strategy()
@@ -442,10 +465,7 @@ def _train(config):
         save_config(config, config.model_dir)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     checkpoint_dir = os.path.join(config.model_dir, "checkpoints")
-    latest = tf.train.latest_checkpoint(checkpoint_dir)  # the chief's, on a shared filesystem
-    if latest:
-        checkpoint.restore(latest).expect_partial()
-        print(f"Resumed from {latest} at step {int(model.optimizer.iterations.numpy())}")
+    resume_or_initialise(checkpoint, checkpoint_dir, config.encoder_weights)
     manager = tf.train.CheckpointManager(
         checkpoint, os.path.join(output_dir, "checkpoints"), config.keep_checkpoints
     )

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from depth_motion_tf import config as config_lib
+from depth_motion_tf import export
 from depth_motion_tf import train
 from tests import fixtures
 
@@ -161,16 +162,24 @@ def test_two_workers_train_together_and_only_the_chief_keeps_outputs(dataset, tm
     assert not [p for p in scratch.iterdir() if p.name.startswith("depth_motion_worker_")]
 
 
-def test_encoder_weights_flag_initialises_the_depth_encoder(dataset, tmp_path):
-    config = _config(dataset, tmp_path)
+def test_encoder_weights_initialise_a_new_run_only(dataset, tmp_path, capsys):
+    config = _config(dataset, tmp_path / "run", num_steps=2)
     source = config_lib.build_model(config, tf.distribute.get_strategy())
-    path = str(tmp_path / "encoder.npz")
-    source.depth_net.save_encoder_weights(path)
+    path = tmp_path / "encoder.npz"
+    source.depth_net.save_encoder_weights(str(path))
     keras.utils.set_random_seed(99)
-    config = dataclasses.replace(config, encoder_weights=path, seed=99)
-    loaded = config_lib.build_model(config, tf.distribute.get_strategy())
-    for a, b in zip(source.depth_net.encoder.weights, loaded.depth_net.encoder.weights):
+    config = dataclasses.replace(config, encoder_weights=str(path), seed=99)
+    new = config_lib.build_model(config, tf.distribute.get_strategy())
+    checkpoint = tf.train.Checkpoint(model=new, optimizer=new.optimizer)
+    train.resume_or_initialise(checkpoint, str(tmp_path / "run" / "checkpoints"), str(path))
+    assert "Initialised the depth encoder with" in capsys.readouterr().out
+    for a, b in zip(source.depth_net.encoder.weights, new.depth_net.encoder.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+    train.train(config)
+    path.unlink()  # a finished run no longer needs the file: resume and reload without it
+    train.train(dataclasses.replace(config, num_steps=4))
+    assert "Resumed from" in capsys.readouterr().out
+    export.load_model(config.model_dir)
 
 
 def test_stop_on_bad_steps_raises_a_clear_error():
