@@ -4,6 +4,8 @@ import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import depth_motion_tf  # noqa: E402,F401  (before TensorFlow: its oneDNN setting)
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
