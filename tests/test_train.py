@@ -163,7 +163,7 @@ def test_two_workers_train_together_and_only_the_chief_keeps_outputs(dataset, tm
 
 
 def test_encoder_weights_initialise_a_new_run_only(dataset, tmp_path, capsys):
-    config = _config(dataset, tmp_path / "run", num_steps=2)
+    config = _config(dataset, tmp_path / "run")
     source = config_lib.build_model(config, tf.distribute.get_strategy())
     path = tmp_path / "encoder.npz"
     source.depth_net.save_encoder_weights(str(path))
@@ -175,9 +175,13 @@ def test_encoder_weights_initialise_a_new_run_only(dataset, tmp_path, capsys):
     assert "Initialised the depth encoder with" in capsys.readouterr().out
     for a, b in zip(source.depth_net.encoder.weights, new.depth_net.encoder.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    train.train(config)
-    path.unlink()  # a finished run no longer needs the file: resume and reload without it
-    train.train(dataclasses.replace(config, num_steps=4))
+    checkpoint_dir = tmp_path / "run" / "checkpoints"
+    config_lib.save_config(config, config.model_dir)
+    checkpoint.save(str(checkpoint_dir / "ckpt"))
+    path.unlink()  # a run with a checkpoint no longer needs the file: resume and reload without it
+    resumed = config_lib.build_model(config, tf.distribute.get_strategy())
+    train.resume_or_initialise(tf.train.Checkpoint(model=resumed, optimizer=resumed.optimizer),
+                               str(checkpoint_dir), str(path))
     assert "Resumed from" in capsys.readouterr().out
     export.load_model(config.model_dir)
 
