@@ -171,11 +171,11 @@ def test_encoder_weights_initialise_a_new_run_only(dataset, tmp_path, capsys):
     config = dataclasses.replace(config, encoder_weights=str(path), seed=99)
     new = config_lib.build_model(config, tf.distribute.get_strategy())
     checkpoint = tf.train.Checkpoint(model=new, optimizer=new.optimizer)
-    train.resume_or_initialise(checkpoint, str(tmp_path / "run" / "checkpoints"), str(path))
+    checkpoint_dir = tmp_path / "run" / "checkpoints"
+    train.resume_or_initialise(checkpoint, str(checkpoint_dir), str(path))
     assert "Initialised the depth encoder with" in capsys.readouterr().out
     for a, b in zip(source.depth_net.encoder.weights, new.depth_net.encoder.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    checkpoint_dir = tmp_path / "run" / "checkpoints"
     config_lib.save_config(config, config.model_dir)
     checkpoint.save(str(checkpoint_dir / "ckpt"))
     path.unlink()  # a run with a checkpoint no longer needs the file: resume and reload without it
