@@ -216,9 +216,9 @@ def replica_runs():
         )
         for size in ("normal", "large")
     }
+    outputs = {size: process.communicate(timeout=600) for size, process in processes.items()}
     results = {}
-    for size, process in processes.items():
-        stdout, stderr = process.communicate(timeout=600)
+    for size, (stdout, stderr) in outputs.items():
         line = [l for l in stdout.splitlines() if l.startswith("RESULT")]
         assert line, stdout[-3000:] + stderr[-3000:]
         worst, steps, moved, norm = line[0].split()[1:]
