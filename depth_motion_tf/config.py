@@ -40,6 +40,8 @@ class TrainConfig:
     num_steps: int = 1_000_000
     learning_rate: float = 2e-4
     learning_rate_decay: str = "none"
+    learning_rate_warmup_steps: int = 0
+    motion_head_start_steps: int = 0
     clip_norm: float = 10.0
     max_bad_steps: int = 100
     jit_compile: bool = False
@@ -163,18 +165,28 @@ COSINE_FINAL_FRACTION = 0.1  # --learning_rate_decay=cosine ends at this fractio
 
 def learning_rate_schedule(config):
     """The learning rate: constant (the reference's), or ``cosine`` from ``learning_rate``
-    at step 0 to ``COSINE_FINAL_FRACTION`` of it at ``num_steps``.
+    to ``COSINE_FINAL_FRACTION`` of it at ``num_steps``; either after a linear
+    warm-up from 0 over the first ``learning_rate_warmup_steps`` (none by default).
 
     Returns:
         A float or a ``keras.optimizers.schedules.LearningRateSchedule`` of the step.
     """
-    if config.learning_rate_decay == "none":
+    if config.learning_rate_decay not in ("none", "cosine"):
+        raise ValueError(f"learning_rate_decay must be none or cosine, got {config.learning_rate_decay!r}")
+    warmup = config.learning_rate_warmup_steps
+    if not 0 <= warmup < config.num_steps:
+        raise ValueError(f"learning_rate_warmup_steps must be in [0, num_steps={config.num_steps}), got {warmup}")
+    if config.learning_rate_decay == "none" and not warmup:
         return config.learning_rate
-    if config.learning_rate_decay == "cosine":
+    final_fraction = COSINE_FINAL_FRACTION if config.learning_rate_decay == "cosine" else 1.0
+    if not warmup:
         return keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, config.num_steps, alpha=COSINE_FINAL_FRACTION
+            config.learning_rate, config.num_steps, alpha=final_fraction
         )
-    raise ValueError(f"learning_rate_decay must be none or cosine, got {config.learning_rate_decay!r}")
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, config.num_steps - warmup, alpha=final_fraction,
+        warmup_target=config.learning_rate, warmup_steps=warmup,
+    )
 
 
 class FusedAdam(keras.optimizers.Adam):
@@ -189,8 +201,23 @@ class FusedAdam(keras.optimizers.Adam):
     fused kernel makes one pass.
     """
 
+    def hold(self, variables, steps):
+        """Leaves ``variables`` unchanged for the first ``steps`` updates (a learning rate of 0).
+
+        Their gradients still enter Adam's moments, so when the hold ends the
+        first updates have warm moments (zeroing the gradients instead would
+        leave the moments empty, and Adam's bias correction, taken at the
+        global step, would then make those updates several times the rate).
+        Call after ``build``.
+        """
+        self._held = {self._get_variable_index(v) for v in variables}
+        self._hold_steps = steps
+
     def update_step(self, gradient, variable, learning_rate):
         """Updates one float ``variable`` (and its moments) in place from ``gradient`` (same shape)."""
+        if self._get_variable_index(variable) in getattr(self, "_held", ()):
+            learning_rate = tf.convert_to_tensor(learning_rate)
+            learning_rate *= tf.cast(self.iterations >= self._hold_steps, learning_rate.dtype)
         if self.amsgrad or isinstance(gradient, tf.IndexedSlices):
             return super().update_step(gradient, variable, learning_rate)
         cast = functools.partial(tf.cast, dtype=variable.dtype)
@@ -257,4 +284,7 @@ def build_model(config, strategy):
         optimizer = make_optimizer(config)
         model.compile(optimizer=optimizer, jit_compile=False)
         optimizer.build(model.trainable_variables)
+        if config.motion_head_start_steps:
+            inner = getattr(optimizer, "inner_optimizer", optimizer)
+            inner.hold(model.depth_net.trainable_variables, config.motion_head_start_steps)
     return model

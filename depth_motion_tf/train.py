@@ -47,6 +47,11 @@ _HELP = {
     "learning_rate": "Adam learning rate.",
     "learning_rate_decay": "none (the reference's constant rate) or cosine (from --learning_rate "
     "down to a tenth of it at --num_steps; for short runs).",
+    "learning_rate_warmup_steps": "Linear warm-up from 0 to --learning_rate over this many first "
+    "steps (0: none, the reference's); the decay then runs over the remaining steps.",
+    "motion_head_start_steps": "The depth network keeps its initial weights for this many first "
+    "steps (its Adam moments still accumulate), so the motion network first finds the camera "
+    "motion against the untrained depth (0: none, the reference's; README).",
     "clip_norm": "Global gradient-norm clipping.",
     "max_bad_steps": "Stop after this many consecutive steps with non-finite loss or gradients.",
     "jit_compile": "Compile the per-replica loss and gradient math with XLA.",

@@ -47,6 +47,22 @@ def test_cosine_decay_goes_from_the_rate_to_a_tenth_at_num_steps():
     assert constant == 5e-4
 
 
+def test_warmup_rises_linearly_from_zero_then_decays_over_the_remaining_steps():
+    config = config_lib.TrainConfig(data="", model_dir="", learning_rate=1e-3, num_steps=900,
+                                    learning_rate_decay="cosine", learning_rate_warmup_steps=100)
+    schedule = config_lib.learning_rate_schedule(config)
+    assert float(schedule(0)) == 0.0
+    assert float(schedule(25)) == pytest.approx(2.5e-4)
+    assert float(schedule(100)) == pytest.approx(1e-3)
+    assert float(schedule(500)) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5), rel=1e-4)
+    assert float(schedule(900)) == pytest.approx(1e-4)
+    constant = config_lib.learning_rate_schedule(dataclasses.replace(config, learning_rate_decay="none"))
+    assert float(constant(50)) == pytest.approx(5e-4)
+    assert float(constant(100)) == float(constant(900)) == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="learning_rate_warmup_steps must be in"):
+        config_lib.learning_rate_schedule(dataclasses.replace(config, learning_rate_warmup_steps=900))
+
+
 def test_fused_adam_makes_the_same_updates_as_keras_adam(tmp_path):
     rng = np.random.default_rng(0)
     start = rng.normal(size=(5, 7)).astype("float32")
@@ -65,6 +81,39 @@ def test_fused_adam_makes_the_same_updates_as_keras_adam(tmp_path):
     restored.build([keras.Variable(start)])
     tf.train.Checkpoint(optimizer=restored).restore(path).assert_consumed()
     np.testing.assert_allclose(restored.variables[-1].numpy(), reference.variables[-1].numpy())
+
+
+def test_held_variables_stay_put_then_move_with_the_moments_they_gathered():
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(3, 4)).astype("float32")
+    held, free, reference = (keras.Variable(start) for _ in range(3))
+    optimizer, plain = config_lib.FusedAdam(1e-2), config_lib.FusedAdam(1e-2)
+    optimizer.build([held, free])
+    plain.build([reference])
+    optimizer.hold([held], steps=3)
+    gradients = [tf.constant(rng.normal(size=(3, 4)).astype("float32")) for _ in range(5)]
+    for step, gradient in enumerate(gradients):
+        optimizer.apply([gradient, gradient], [held, free])
+        plain.apply([gradient], [reference])
+        if step < 3:
+            np.testing.assert_array_equal(held.numpy(), start)
+    np.testing.assert_allclose(free.numpy(), reference.numpy(), atol=1e-6)
+    # After the hold, each update is Adam's with the moments of all five gradients.
+    moved = held.numpy() - start
+    expected = sum(r - p for r, p in _plain_adam_deltas(start, gradients)[3:])
+    np.testing.assert_allclose(moved, expected, atol=1e-6)
+
+
+def _plain_adam_deltas(start, gradients, lr=1e-2, b1=0.9, b2=0.999, eps=1e-7):
+    """``[(θ_after, θ_before)]`` for each step of textbook Adam from ``start``."""
+    theta, m, v, out = start.astype(np.float64), 0.0, 0.0, []
+    for t, g in enumerate(gradients, 1):
+        g = g.numpy().astype(np.float64)
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        new = theta - lr * np.sqrt(1 - b2**t) / (1 - b1**t) * m / (np.sqrt(v) + eps)
+        out.append((new, theta))
+        theta = new
+    return out
 
 
 def test_cpu_info_reads_the_model_name_and_feature_flags(tmp_path):

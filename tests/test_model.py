@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from depth_motion_tf import config as config_lib
 from depth_motion_tf.losses import LossWeights
 from depth_motion_tf.model import DepthMotionModel
 
@@ -108,6 +109,19 @@ def test_the_field_variables_train_once_the_burn_in_starts():
     assert any(not np.array_equal(b, a) for b, a in zip(before, after))
 
 
+def test_motion_head_start_holds_the_depth_network_then_lets_it_train():
+    config = config_lib.TrainConfig(data="", model_dir="", height=HEIGHT, width=WIDTH, seed=3,
+                                    motion_head_start_steps=1)
+    model = config_lib.build_model(config, tf.distribute.get_strategy())
+    weights = lambda net: [v.numpy().copy() for v in net.trainable_variables]  # noqa: E731
+    depth, motion = weights(model.depth_net), weights(model.motion_net)
+    model.train_step(_batch())  # step 1: the motion net alone
+    assert all(np.array_equal(a, b) for a, b in zip(depth, weights(model.depth_net)))
+    assert any(not np.array_equal(a, b) for a, b in zip(motion, weights(model.motion_net)))
+    model.train_step(_batch())  # step 2: both
+    assert any(not np.array_equal(a, b) for a, b in zip(depth, weights(model.depth_net)))
+
+
 def test_learned_intrinsics_average_both_directions():
     model = _model(intrinsics_mode="learned")
     _, extras = model.forward(_batch(), training=False, step=tf.constant(0, tf.int64))
@@ -152,7 +166,8 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import sys
-    from depth_motion_tf.losses import LossWeights
+    from depth_motion_tf import config as config_lib
+from depth_motion_tf.losses import LossWeights
     from depth_motion_tf.model import DepthMotionModel
     from tests.test_model import _batch, HEIGHT, WIDTH
 
