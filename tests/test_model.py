@@ -166,8 +166,7 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import sys
-    from depth_motion_tf import config as config_lib
-from depth_motion_tf.losses import LossWeights
+    from depth_motion_tf.losses import LossWeights
     from depth_motion_tf.model import DepthMotionModel
     from tests.test_model import _batch, HEIGHT, WIDTH
 
