@@ -178,14 +178,11 @@ def learning_rate_schedule(config):
         raise ValueError(f"learning_rate_warmup_steps must be in [0, num_steps={config.num_steps}), got {warmup}")
     if config.learning_rate_decay == "none" and not warmup:
         return config.learning_rate
+    # A cosine that ends at alpha = 1 of its rate is constant.
     final_fraction = COSINE_FINAL_FRACTION if config.learning_rate_decay == "cosine" else 1.0
-    if not warmup:
-        return keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, config.num_steps, alpha=final_fraction
-        )
     return keras.optimizers.schedules.CosineDecay(
-        0.0, config.num_steps - warmup, alpha=final_fraction,
-        warmup_target=config.learning_rate, warmup_steps=warmup,
+        0.0 if warmup else config.learning_rate, config.num_steps - warmup, alpha=final_fraction,
+        warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup,
     )
 
 
