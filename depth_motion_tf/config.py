@@ -198,6 +198,10 @@ class FusedAdam(keras.optimizers.Adam):
     fused kernel makes one pass.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._held, self._hold_steps = frozenset(), 0  # indices of held variables; see hold()
+
     def hold(self, variables, steps):
         """Leaves ``variables`` unchanged for the first ``steps`` updates (a learning rate of 0).
 
@@ -207,19 +211,19 @@ class FusedAdam(keras.optimizers.Adam):
         global step, would then make those updates several times the rate).
         Call after ``build``.
         """
-        self._held = {self._get_variable_index(v) for v in variables}
+        self._held = frozenset(self._get_variable_index(v) for v in variables)
         self._hold_steps = steps
 
     def update_step(self, gradient, variable, learning_rate):
         """Updates one float ``variable`` (and its moments) in place from ``gradient`` (same shape)."""
-        if self._get_variable_index(variable) in getattr(self, "_held", ()):
+        index = self._get_variable_index(variable)
+        if index in self._held:
             learning_rate = tf.convert_to_tensor(learning_rate)
             learning_rate *= tf.cast(self.iterations >= self._hold_steps, learning_rate.dtype)
         if self.amsgrad or isinstance(gradient, tf.IndexedSlices):
             return super().update_step(gradient, variable, learning_rate)
         cast = functools.partial(tf.cast, dtype=variable.dtype)
         step = cast(self.iterations + 1)
-        index = self._get_variable_index(variable)
         return tf.raw_ops.ResourceApplyAdam(
             var=variable.handle,
             m=self._momentums[index].value.handle,
