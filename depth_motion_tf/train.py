@@ -219,13 +219,24 @@ class StopOnBadSteps(keras.callbacks.Callback):
 def depth_evaluator(model, config):
     """``evaluate()`` → depth metrics (summary dict) of ``model`` on ``config.eval_data``'s ground truth.
 
-    The predictor is traced once, so evaluating at every checkpoint costs only the predictions.
+    The predictor is traced once, so evaluating at every checkpoint costs only the
+    predictions. The result is kept for the optimizer step it was computed at: the
+    end-of-run report reuses the last checkpoint's evaluation instead of predicting again.
     """
     from depth_motion_tf import evaluate, ground_truth
 
     samples = ground_truth.tfds_samples(config.eval_data, config.eval_split)
     predict = export.keras_depth_predictor(model, config.height, config.width)
-    return lambda: evaluate.evaluate_depth(predict, samples).summary
+    last = {}
+
+    def evaluate_at_this_step():
+        step = int(model.optimizer.iterations.numpy())
+        if step not in last:
+            last.clear()
+            last[step] = evaluate.evaluate_depth(predict, samples).summary
+        return last[step]
+
+    return evaluate_at_this_step
 
 
 def _ordered_pairs(dataset_dir, split):

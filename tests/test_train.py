@@ -220,6 +220,25 @@ def test_use_mask_without_masks_and_unknown_intrinsics_are_rejected(tmp_path):
         train.train(_config(data_dir, tmp_path / "b"))
 
 
+def test_depth_evaluator_predicts_once_per_optimizer_step(monkeypatch):
+    """The end-of-run report reuses the last checkpoint's evaluation; a new step predicts again."""
+    from depth_motion_tf import ground_truth
+    from tests.test_evaluate import ramp_sample, red_plus_one
+
+    calls = []
+    monkeypatch.setattr(ground_truth, "tfds_samples", lambda *_: [ramp_sample("a"), ramp_sample("b", offset=5)])
+    monkeypatch.setattr(export, "keras_depth_predictor",
+                        lambda *_: lambda images: calls.append(len(images)) or red_plus_one(images))
+    step = tf.Variable(0, dtype=tf.int64)
+    model = type("Model", (), {"optimizer": type("Optimizer", (), {"iterations": step})})
+    config = _config("unused", "unused", eval_data="unused", eval_split="test")
+    evaluate_depth = train.depth_evaluator(model, config)
+    first = evaluate_depth()
+    assert evaluate_depth() == first and len(calls) == 1
+    step.assign(10)
+    assert evaluate_depth()["abs_rel"] == pytest.approx(0.0, abs=1e-7) and len(calls) == 2
+
+
 def test_cli_reports_depth_ego_motion_field_and_learning_curve(tmp_path):
     """The quickstart's printout, on a tiny generated dataset with depth, poses and masks."""
     subprocess.run(
