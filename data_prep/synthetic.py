@@ -3,7 +3,8 @@ r"""A procedural synthetic video dataset with exact depth, poses and motion mask
 Something to train on without downloading anything: a camera drives down a
 closed, textured street-like corridor (ground, two side walls, a ceiling, end
 walls) lined with static boxes, while a few boxes slide along two traffic
-lanes (``parked_fraction`` of the lanes stand still instead). Every frame is
+lanes (``parked_fraction`` of the lanes stand still instead) and, optionally,
+``crossing_boxes`` cross the corridor ahead of the camera. Every frame is
 ray cast in numpy, so depth, camera poses and the moving-object mask are
 exact, and the data obeys the method's geometry
 (METHOD.md §3): a static point seen in frame t lands, through its depth and
@@ -56,6 +57,8 @@ AMBIENT, DIFFUSE = 0.6, 0.4
 PREFILTER_WIDTH = 0.6  # Gaussian std of the texture prefilter, in footprints
 MIN_COSINE = 0.05  # grazing-angle limit of the footprint stretch
 LANE_X_M = 2.1  # |x| of the centre of the two moving-box lanes
+CROSSING_SPEED_M = (0.15, 0.4)  # range of a crossing box's speed, metres per frame
+CROSSING_AHEAD_M = 6.0  # a crossing box's least distance ahead of the camera's last position
 CAMERA_CLEARANCE_M = 0.6  # the camera's |x| never exceeds this
 
 
@@ -231,11 +234,45 @@ def _moving_boxes(rng, ground_y, z_range, num_frames, first_material):
     )
 
 
-def _concat_boxes(a, b):
+def _crossing_boxes(rng, count, room_max, z_range, num_frames, first_material):
+    """``count`` car-like boxes crossing the corridor along x, one per slot of ``z_range``.
+
+    Unlike the lanes' motion, which runs along the camera's path (so a
+    moving box looks like a static one at another depth), crossing motion
+    is across it. Each box stays between the side walls for the whole video
+    (it may pass through the boxes along them: the renderer shows the
+    nearest surface), and ``z_range`` lies beyond the camera's path, so the
+    camera never reaches one.
+
+    Args:
+        room_max: ``[3]`` corridor corner (``x`` the half width, ``y`` the ground).
+        z_range: ``(near, far)`` world z of the crossing boxes, metres.
+    """
+    half = rng.uniform([0.5, 0.4, 0.4], [1.5, 0.9, 0.65], size=(count, 3))
+    span = 2.0 * (room_max[0] - half[:, 0])  # the centre's room between the walls
+    speed = np.minimum(rng.uniform(*CROSSING_SPEED_M, size=count), span / (num_frames - 1))
+    direction = rng.choice([-1.0, 1.0], size=count)
+    travel = speed * (num_frames - 1)
+    leftmost = -span / 2.0 + rng.uniform(size=count) * (span - travel)
+    slot = (z_range[1] - z_range[0]) / count
+    z = z_range[0] + slot * (np.arange(count) + rng.uniform(size=count))
+    z = np.clip(z, z_range[0] + half[:, 2], z_range[1] - half[:, 2])
     return Boxes(
+        centre=np.stack([np.where(direction > 0, leftmost, leftmost + travel),
+                         room_max[1] - half[:, 1], z], -1),
+        half_size=half,
+        yaw=np.zeros(count),
+        velocity=np.stack([direction * speed, np.zeros(count), np.zeros(count)], -1),
+        material=first_material + np.arange(count),
+    )
+
+
+def _concat(a, b):
+    """Two :class:`Boxes` (or :class:`Materials`) as one, ``a``'s first."""
+    return type(a)(
         **{
             field.name: np.concatenate([getattr(a, field.name), getattr(b, field.name)])
-            for field in dataclasses.fields(Boxes)
+            for field in dataclasses.fields(a)
         }
     )
 
@@ -254,7 +291,7 @@ def _park_lanes(boxes, parked):
     )
 
 
-def random_scene(rng, num_frames, parked_fraction=0.0):
+def random_scene(rng, num_frames, parked_fraction=0.0, crossing_boxes=0):
     """A random corridor, its boxes and camera path for a video of ``num_frames``.
 
     Args:
@@ -264,8 +301,11 @@ def random_scene(rng, num_frames, parked_fraction=0.0):
             far wall beyond it at first.
         parked_fraction: probability that a traffic lane's boxes stand still
             (parked cars: the same kind of object, in the same place, static).
-            Drawn last, so a scene differs from the ``0.0`` one only in which
-            lanes move.
+            Drawn after the rest of the scene, so a scene differs from the
+            ``0.0`` one only in which lanes move.
+        crossing_boxes: number of boxes crossing the corridor ahead of the
+            camera's path (:func:`_crossing_boxes`). Drawn last: they add to
+            the scene without changing the rest of it.
     Returns:
         :class:`Scene`.
     """
@@ -280,7 +320,7 @@ def random_scene(rng, num_frames, parked_fraction=0.0):
     moving = _moving_boxes(
         rng, camera_height, (-travel, far_z - 3.0), num_frames, 6 + len(static.yaw)
     )
-    boxes = _concat_boxes(static, moving)
+    boxes = _concat(static, moving)
     materials = random_materials(rng, 6 + len(boxes.yaw))
     sway = (
         rng.uniform(0.0, CAMERA_CLEARANCE_M),
@@ -293,11 +333,19 @@ def random_scene(rng, num_frames, parked_fraction=0.0):
         rng.uniform(0.0, 2.0 * np.pi),
     )
     parked = rng.uniform(size=2) < parked_fraction
+    boxes = _park_lanes(boxes, parked)
+    if crossing_boxes:
+        crossing = _crossing_boxes(
+            rng, crossing_boxes, room_max, (travel + CROSSING_AHEAD_M, far_z - 3.0),
+            num_frames, 6 + len(boxes.yaw),
+        )
+        boxes = _concat(boxes, crossing)
+        materials = _concat(materials, random_materials(rng, crossing_boxes))
     return Scene(
         room_min=room_min,
         room_max=room_max,
         room_material=np.arange(6),
-        boxes=_park_lanes(boxes, parked),
+        boxes=boxes,
         materials=materials,
         speed=speed,
         sway=sway,
@@ -662,7 +710,9 @@ def render_frame(
     )
 
 
-def render_video(rng, num_frames, height, width, supersample=2, parked_fraction=0.0):
+def render_video(
+    rng, num_frames, height, width, supersample=2, parked_fraction=0.0, crossing_boxes=0
+):
     """A random scene rendered along its camera path.
 
     Args:
@@ -672,11 +722,12 @@ def render_video(rng, num_frames, height, width, supersample=2, parked_fraction=
         supersample: sub-pixel rays per pixel side for colour.
         parked_fraction: probability that a traffic lane stands still
             (:func:`random_scene`).
+        crossing_boxes: boxes crossing the corridor (:func:`random_scene`).
     Returns:
         ``(scene, poses, intrinsics, frames)``: :class:`Scene`, ``[F, 4, 4]``
         camera-to-world, ``[4]`` ``(fx, fy, cx, cy)``, list of :class:`Frame`.
     """
-    scene = random_scene(rng, num_frames, parked_fraction)
+    scene = random_scene(rng, num_frames, parked_fraction, crossing_boxes)
     poses = camera_trajectory(scene, num_frames)
     intrinsics = camera_intrinsics(height, width)
     frames = [
@@ -710,6 +761,7 @@ class SyntheticConfig(tfds.core.BuilderConfig):
         seed: random seed of all scenes.
         supersample: sub-pixel rays per pixel side for colour.
         parked_fraction: probability that a traffic lane's boxes stand still.
+        crossing_boxes: boxes per video crossing the corridor ahead of the camera.
     """
 
     height: int = F.DEFAULT_HEIGHT
@@ -720,6 +772,7 @@ class SyntheticConfig(tfds.core.BuilderConfig):
     seed: int = 0
     supersample: int = 2
     parked_fraction: float = 0.0
+    crossing_boxes: int = 0
 
 
 def synthetic_config(
@@ -731,12 +784,14 @@ def synthetic_config(
     seed=0,
     supersample=2,
     parked_fraction=0.0,
+    crossing_boxes=0,
 ):
     """A :class:`SyntheticConfig` named after its values (one data directory each).
 
     Raises:
         ValueError: on a non-positive size or count, fewer than 3 frames per
-            video, or a ``parked_fraction`` outside [0, 1].
+            video, a ``parked_fraction`` outside [0, 1] or a negative
+            ``crossing_boxes``.
     """
     if min(height, width, train_videos, test_videos, supersample) < 1:
         raise ValueError(
@@ -752,17 +807,25 @@ def synthetic_config(
         raise ValueError(
             f"synthetic: parked_fraction must be in [0, 1], got {parked_fraction}"
         )
+    if crossing_boxes < 0:
+        raise ValueError(f"synthetic: crossing_boxes must be >= 0, got {crossing_boxes}")
     name = (
         f"{height}x{width}_train{train_videos}_test{test_videos}"
         f"_frames{frames_per_video}_seed{seed}_ss{supersample}"
     )
+    description = (
+        f"{height}x{width}, {train_videos}+{test_videos} videos of "
+        f"{frames_per_video} frames, seed {seed}"
+    )
     if parked_fraction:
         name += f"_parked{parked_fraction:g}"
+        description += f", parked lanes {parked_fraction:g}"
+    if crossing_boxes:
+        name += f"_crossing{crossing_boxes}"
+        description += f", {crossing_boxes} crossing boxes"
     return SyntheticConfig(
         name=name,
-        description=f"{height}x{width}, {train_videos}+{test_videos} videos of "
-        f"{frames_per_video} frames, seed {seed}"
-        + (f", parked lanes {parked_fraction:g}" if parked_fraction else ""),
+        description=description,
         height=height,
         width=width,
         train_videos=train_videos,
@@ -771,6 +834,7 @@ def synthetic_config(
         seed=seed,
         supersample=supersample,
         parked_fraction=parked_fraction,
+        crossing_boxes=crossing_boxes,
     )
 
 
@@ -832,6 +896,7 @@ class Synthetic(tfds.core.GeneratorBasedBuilder):
                 config.width,
                 config.supersample,
                 config.parked_fraction,
+                config.crossing_boxes,
             )
             yield from triplet_examples(split, video, poses, intrinsics, frames)
 
@@ -863,17 +928,27 @@ def define_flags():
         "same kind of object in the same place, static, so a monocular depth "
         "network can learn its depth.",
     )
+    flags.DEFINE_integer(
+        "crossing_boxes",
+        0,
+        "Boxes per video crossing the corridor ahead of the camera (crossing traffic): "
+        "motion across the camera's path, which no static depth explains, unlike the "
+        "lanes' motion along it.",
+    )
+
+
+# Options added after the first release, with the value that renders the data of the versions
+# before them: a build at that value leaves the option out of its fingerprint, so that data
+# stays reusable.
+LATER_OPTIONS = {"parked_fraction": 0.0, "crossing_boxes": 0}
 
 
 def synthetic_fingerprint(builder):
-    """:func:`fingerprint.describe` of a build, without ``parked_fraction`` when it is 0.
-
-    Every lane moving is the data of the versions before that flag existed, so
-    their datasets stay reusable.
-    """
+    """:func:`fingerprint.describe` of a build, without the :data:`LATER_OPTIONS` at their defaults."""
     described = fingerprint.describe(builder)
-    if not builder.builder_config.parked_fraction:
-        del described["flags"]["parked_fraction"]
+    for name, default in LATER_OPTIONS.items():
+        if getattr(builder.builder_config, name) == default:
+            del described["flags"][name]
     return described
 
 
@@ -889,6 +964,7 @@ def main(argv):
         FLAGS.seed,
         FLAGS.supersample,
         FLAGS.parked_fraction,
+        FLAGS.crossing_boxes,
     )
     convert.quiet_tfds()
     start = time.perf_counter()

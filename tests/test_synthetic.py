@@ -290,6 +290,67 @@ def test_lane_motion_lies_along_the_static_flow_so_depth_can_explain_it(video):
     assert np.median(across_sideways) > max(1.0, 20 * np.median(across))  # pixels
 
 
+@pytest.fixture(scope="module")
+def crossing_video():
+    """A short video whose only motion is 3 boxes crossing the corridor (every lane parked)."""
+    return synthetic.render_video(
+        np.random.default_rng(3), 6, HEIGHT, WIDTH, parked_fraction=1.0, crossing_boxes=3
+    )
+
+
+def _box_velocities(video, t):
+    """``[N, 3]`` world velocity of frame t's moving-box pixels (the order of ``frames[t].mask``)."""
+    scene, poses, intrinsics, frames = video
+    points = _back_project(frames[t].depth, intrinsics)[frames[t].mask]
+    box = _moving_box_at(scene.boxes, points @ poses[t][:3, :3].T + poses[t][:3, 3], t)
+    assert (box >= 0).all()
+    return scene.boxes.velocity[box]
+
+
+def test_crossing_motion_has_a_large_part_across_the_static_flow(crossing_video):
+    """Crossing boxes move across the camera's path: no static depth explains their flow.
+
+    A lane box's residual flow is almost all along the static flow (the test
+    above); a crossing box's keeps a large part across it, which only the
+    residual translation field can produce.
+    """
+    for t in (1, 3):
+        along, across = _along_and_across(*_box_flow(crossing_video, t, _box_velocities(crossing_video, t)))
+        assert np.median(across) > 0.5  # pixels
+        assert np.median(across) > 0.3 * np.median(along)
+
+
+def test_crossing_boxes_cross_between_the_walls_ahead_of_the_camera_and_change_nothing_else():
+    for seed in range(8):
+        plain = synthetic.random_scene(np.random.default_rng(seed), 24, parked_fraction=0.8)
+        scene = synthetic.random_scene(np.random.default_rng(seed), 24, 0.8, crossing_boxes=3)
+        n = len(plain.boxes.yaw)
+        for name in ("centre", "half_size", "velocity", "material"):
+            np.testing.assert_array_equal(getattr(scene.boxes, name)[:n], getattr(plain.boxes, name))
+        np.testing.assert_array_equal(scene.materials.phase[: n + 6], plain.materials.phase)
+        assert len(scene.boxes.yaw) == n + 3 and len(scene.materials.phase) == n + 9
+        velocity = scene.boxes.velocity[n:]
+        assert (velocity[:, 1:] == 0).all() and (np.abs(velocity[:, 0]) >= 0.15 - 1e-12).all()
+        half = scene.boxes.half_size[n:]
+        camera_z = synthetic.camera_trajectory(scene, 24)[:, 2, 3]
+        for frame in (0, 23):
+            centre = scene.boxes.centre_at(frame)[n:]
+            assert (np.abs(centre[:, 0]) + half[:, 0] <= scene.room_max[0] + 1e-9).all()
+            assert (centre[:, 2] - half[:, 2] >= camera_z.max() + synthetic.CROSSING_AHEAD_M - 1e-9).all()
+            np.testing.assert_allclose(centre[:, 1] + half[:, 1], scene.camera_height)  # on the ground
+
+
+def test_mask_marks_the_crossing_boxes(crossing_video):
+    scene, _, _, frames = crossing_video
+    crossing = np.zeros(len(scene.boxes.yaw), bool)
+    crossing[-3:] = True
+    assert (scene.boxes.moving == crossing).all()
+    for t in (0, 5):
+        assert frames[t].mask.any()
+        velocity = _box_velocities(crossing_video, t)
+        assert (velocity[:, 0] != 0).all() and (velocity[:, 2] == 0).all()
+
+
 def test_mask_marks_exactly_the_pixels_on_moving_boxes(video):
     scene, poses, intrinsics, frames = video
     boxes = scene.boxes
@@ -329,14 +390,25 @@ def test_parked_lanes_are_in_the_config_name_and_range_checked():
         synthetic.synthetic_config(32, 64, 1, 1, 4, parked_fraction=1.5)
 
 
-def test_fingerprint_of_moving_lanes_matches_the_builds_before_parked_lanes(tmp_path):
-    def flags(parked_fraction):
-        config = synthetic.synthetic_config(32, 64, 1, 1, 4, parked_fraction=parked_fraction)
+def test_crossing_boxes_are_in_the_config_name_and_range_checked():
+    assert synthetic.synthetic_config(32, 64, 1, 1, 4, parked_fraction=0.8, crossing_boxes=2).name.endswith(
+        "_ss2_parked0.8_crossing2"
+    )
+    with pytest.raises(ValueError, match="crossing_boxes"):
+        synthetic.synthetic_config(32, 64, 1, 1, 4, crossing_boxes=-1)
+
+
+def test_fingerprint_leaves_out_later_options_at_the_values_of_the_builds_before_them(tmp_path):
+    def flags(**options):
+        config = synthetic.synthetic_config(32, 64, 1, 1, 4, **options)
         builder = synthetic.Synthetic(config=config, data_dir=str(tmp_path))
         return synthetic.synthetic_fingerprint(builder)["flags"]
 
-    assert "parked_fraction" not in flags(0.0) and flags(0.0)["supersample"] == 2
-    assert flags(0.25)["parked_fraction"] == 0.25
+    before = flags()
+    assert "parked_fraction" not in before and "crossing_boxes" not in before
+    assert before["supersample"] == 2
+    assert flags(parked_fraction=0.25)["parked_fraction"] == 0.25
+    assert flags(crossing_boxes=2)["crossing_boxes"] == 2
 
 
 def test_config_rejects_videos_shorter_than_a_triplet():
