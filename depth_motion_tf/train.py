@@ -8,6 +8,7 @@ the last ``--keep_checkpoints``), and the exported SavedModel (``saved_model/``)
 Re-running the same command after a kill resumes from the last checkpoint.
 """
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -227,16 +228,13 @@ def depth_evaluator(model, config):
 
     samples = ground_truth.tfds_samples(config.eval_data, config.eval_split)
     predict = export.keras_depth_predictor(model, config.height, config.width)
-    last = {}
 
-    def evaluate_at_this_step():
-        step = int(model.optimizer.iterations.numpy())
-        if step not in last:
-            last.clear()
-            last[step] = evaluate.evaluate_depth(predict, samples).summary
-        return last[step]
+    @functools.lru_cache(maxsize=1)
+    def evaluate_at(step):
+        del step  # the cache key: the model's weights change only with the step
+        return evaluate.evaluate_depth(predict, samples).summary
 
-    return evaluate_at_this_step
+    return lambda: evaluate_at(int(model.optimizer.iterations.numpy()))
 
 
 def _ordered_pairs(dataset_dir, split):

@@ -266,6 +266,15 @@ def _along_and_across(start, static, moved):
     return along, np.abs(residual[:, 0] * direction[:, 1] - residual[:, 1] * direction[:, 0])
 
 
+def _box_velocities(video, t):
+    """``[N, 3]`` world velocity of frame t's moving-box pixels (the order of ``frames[t].mask``)."""
+    scene, poses, intrinsics, frames = video
+    points = _back_project(frames[t].depth, intrinsics)[frames[t].mask]
+    box = _moving_box_at(scene.boxes, points @ poses[t][:3, :3].T + poses[t][:3, 3], t)
+    assert (box >= 0).all()
+    return scene.boxes.velocity[box]
+
+
 def test_lane_motion_lies_along_the_static_flow_so_depth_can_explain_it(video):
     """The lanes slide along the camera's path: a moving box looks like a static one at another depth.
 
@@ -274,13 +283,8 @@ def test_lane_motion_lies_along_the_static_flow_so_depth_can_explain_it(video):
     same speeds across the corridor would leave a large part across it. This
     is why the residual field is weakly identified on this data (README).
     """
-    scene, poses, intrinsics, frames = video
     t = 2
-    points = _back_project(frames[t].depth, intrinsics)[frames[t].mask]
-    world = points @ poses[t][:3, :3].T + poses[t][:3, 3]
-    box = _moving_box_at(scene.boxes, world, t)
-    assert (box >= 0).all()
-    velocity = scene.boxes.velocity[box]
+    velocity = _box_velocities(video, t)
     assert np.abs(velocity[:, :2]).max() == 0.0  # along z only
     along, across = _along_and_across(*_box_flow(video, t, velocity))
     assert np.median(along) > 1.0  # pixels: the boxes visibly move
@@ -296,15 +300,6 @@ def crossing_video():
     return synthetic.render_video(
         np.random.default_rng(3), 6, HEIGHT, WIDTH, parked_fraction=1.0, crossing_boxes=3
     )
-
-
-def _box_velocities(video, t):
-    """``[N, 3]`` world velocity of frame t's moving-box pixels (the order of ``frames[t].mask``)."""
-    scene, poses, intrinsics, frames = video
-    points = _back_project(frames[t].depth, intrinsics)[frames[t].mask]
-    box = _moving_box_at(scene.boxes, points @ poses[t][:3, :3].T + poses[t][:3, 3], t)
-    assert (box >= 0).all()
-    return scene.boxes.velocity[box]
 
 
 def test_crossing_motion_has_a_large_part_across_the_static_flow(crossing_video):
