@@ -13,6 +13,8 @@ A batch is a dict:
   to intrinsics of the full frame at the training size (see
   ``geometry.apply_intrinsics_map``); maps learned per-video intrinsics.
 - ``mask`` (when the data has masks): ``[B, 2, H, W, 1]`` float32 in {0, 1}.
+- ``depth`` (when asked for, ``make_dataset(depth=True)``, and the data has
+  depth): ``[B, 2, H, W, 1]`` float32 ground-truth metres, 0 = missing.
 - ``rotation``, ``translation`` (when the data has camera poses): ``[B, 3]``
   float32, the ground-truth camera motion 1→2 (radians; metres), mirrored with
   the frames by a flip.
@@ -103,17 +105,19 @@ def check_readable(files, features):
             raise ValueError(f"{path}: cannot parse as a triplet shard: {error}") from None
 
 
-def to_pair(example, pair="first", num_video_buckets=1):
+def to_pair(example, pair="first", num_video_buckets=1, depth=False):
     """One triplet example → one training pair (unbatched).
 
     Args:
         example: decoded example dict (``rgb`` ``[3,H,W,3]`` uint8, ...).
         pair: ``"first"`` = frames (t-1, t) (the reference's default), ``"second"`` = (t, t+1).
         num_video_buckets: size of the per-video table ``video_id`` is hashed into.
+        depth: keep the ground-truth depth (when the example has it).
     Returns:
         dict ``rgb`` ``[2,H,W,3]`` float32 in [0,1], ``intrinsics`` ``[3,3]``,
         ``intrinsics_known`` bool, ``video_index`` int32, optional ``mask`` ``[2,H,W,1]`` in {0,1},
-        optional ``rotation``, ``translation`` ``[3]`` (the camera motion 1→2 from the poses).
+        optional ``depth`` ``[2,H,W,1]`` float32 metres (0 = missing), optional
+        ``rotation``, ``translation`` ``[3]`` (the camera motion 1→2 from the poses).
     """
     first, second = PAIRS[pair]
     fx, fy, cx, cy = tf.unstack(example[F.INTRINSICS])
@@ -131,6 +135,8 @@ def to_pair(example, pair="first", num_video_buckets=1):
     if F.MASK in example:
         mask = tf.gather(example[F.MASK], [first, second])
         out["mask"] = tf.cast(mask > 127, tf.float32)
+    if depth and F.DEPTH in example:
+        out["depth"] = F.decode_depth(tf.gather(example[F.DEPTH], [first, second]))
     if F.CAMERA_TO_WORLD in example:
         poses = example[F.CAMERA_TO_WORLD]
         out["rotation"], out["translation"] = geometry.relative_motion(poses[first], poses[second])
@@ -158,8 +164,12 @@ def augment(pair_example, seed, height, width, crop=True, flip=True):
         pair_example: dict from :func:`to_pair`.
         seed: ``[2]`` int64 stateless seed (e.g. from ``tf.data.Dataset.random``).
         height, width: output size in pixels.
+    Depth is resampled by its nearest pixel (a missing 0 is never blended in);
+    its values, metres along the optical axis, do not change with a crop, a
+    zoom or a flip.
+
     Returns:
-        The dict with ``rgb`` (and ``mask``) at ``[2, height, width, C]``, adjusted
+        The dict with ``rgb`` (and ``mask``, ``depth``) at ``[2, height, width, C]``, adjusted
         ``intrinsics`` (and motion), and ``intrinsics_map`` ``[2, 4]``: the map
         from the full frame resized to ``height`` x ``width`` to this output.
     """
@@ -180,17 +190,19 @@ def augment(pair_example, seed, height, width, crop=True, flip=True):
         ),
         geometry.crop_intrinsics_map(tf.cast(left, tf.float32), tf.cast(top, tf.float32)),
     )  # stored frame → output
-    window = lambda x: tf.image.resize(  # noqa: E731
-        x[:, top : top + crop_h, left : left + crop_w], [height, width], method="area"
+    window = lambda x, method="area": tf.image.resize(  # noqa: E731
+        x[:, top : top + crop_h, left : left + crop_w], [height, width], method=method
     )
     out["rgb"] = window(pair_example["rgb"])
     if "mask" in out:
         out["mask"] = tf.cast(window(out["mask"]) > 0.5, tf.float32)
+    if "depth" in out:
+        out["depth"] = window(out["depth"], "nearest")
     if flip:
         do_flip = tf.random.stateless_uniform([], seeds[4]) < 0.5
-        out["rgb"] = tf.where(do_flip, tf.reverse(out["rgb"], [2]), out["rgb"])
-        if "mask" in out:
-            out["mask"] = tf.where(do_flip, tf.reverse(out["mask"], [2]), out["mask"])
+        for name in ("rgb", "mask", "depth"):
+            if name in out:
+                out[name] = tf.where(do_flip, tf.reverse(out[name], [2]), out[name])
         mapping = tf.where(
             do_flip, geometry.compose_intrinsics_maps(geometry.flip_intrinsics_map(width), mapping),
             mapping,
@@ -232,6 +244,7 @@ def make_dataset(
     num_video_buckets=1,
     cache=False,
     shuffle_buffer=1024,
+    depth=False,
 ):
     """The batched input pipeline of the trainer.
 
@@ -247,6 +260,7 @@ def make_dataset(
         seed: makes shuffling and augmentation deterministic.
         num_video_buckets: size of the per-video intrinsics table.
         cache: keep decoded pairs in memory (small datasets).
+        depth: carry the ground-truth depth (``depth``; for depth supervision).
     Returns:
         ``tf.data.Dataset`` of batch dicts (see the module docstring), ``drop_remainder=True``.
     """
@@ -255,7 +269,7 @@ def make_dataset(
     check_readable(files, features)
     dataset = read_examples(files, features, shuffle_files=training, seed=seed)
     dataset = dataset.map(
-        lambda ex: to_pair(ex, pair, num_video_buckets), num_parallel_calls=AUTOTUNE
+        lambda ex: to_pair(ex, pair, num_video_buckets, depth), num_parallel_calls=AUTOTUNE
     )
     dataset = dataset.filter(is_not_near_duplicate)
     if cache:

@@ -112,6 +112,7 @@ class DepthMotionModel(keras.Model):
                 "rotation": tf.zeros([1, 3]),
                 "translation": tf.zeros([1, 3]),
                 "mask": tf.zeros([1, 2, self.height, self.width, 1]),
+                "depth": tf.zeros([1, 2, self.height, self.width, 1]),  # all missing
             },
             training=False,
             step=None,  # fully on, so that every layer is built
@@ -194,6 +195,7 @@ class DepthMotionModel(keras.Model):
             translation,
             residual,
             intrinsics,
+            gt_depth=_both_directions(batch["depth"]) if "depth" in batch else None,
         )
         extras.update(
             depth=depth, residual_translation=residual, intrinsics=intrinsics, rgb=images,
@@ -227,7 +229,7 @@ class DepthMotionModel(keras.Model):
 
     def _foreground(self, mask):
         """Source-frame foreground masks ``[2B, H, W, 1]`` dilated by ``foreground_dilation`` px."""
-        masks = tf.concat([mask[:, 0], mask[:, 1]], 0)
+        masks = _both_directions(mask)
         size = 2 * self.foreground_dilation + 1
         return tf.nn.max_pool2d(masks, size, strides=1, padding="SAME")
 
@@ -407,6 +409,11 @@ class DepthMotionModel(keras.Model):
         }
         for name, image in images.items():
             tf.summary.image(name, image, step=step, max_outputs=count)
+
+
+def _both_directions(pair):
+    """``[B, 2, ...]`` per-pair frames → ``[2B, ...]``: the sources of 1→2, then of 2→1."""
+    return tf.concat([pair[:, 0], pair[:, 1]], 0)
 
 
 def _swap_directions(x):

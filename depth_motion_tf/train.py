@@ -173,9 +173,13 @@ def validate(config, replicas):
 
 
 def check_data_fits(dataset, config):
-    """Raises ValueError when the data lacks what the flags ask for (masks, known intrinsics)."""
+    """Raises ValueError when the data lacks what the flags ask for (masks, depth, poses, known intrinsics)."""
     if config.use_mask and "mask" not in dataset.element_spec:
         raise ValueError(f"{config.data}: --use_mask needs foreground masks, the data has none")
+    if config.loss_weights.depth_supervision > 0 and "depth" not in dataset.element_spec:
+        raise ValueError(
+            f"{config.data}: --depth_supervision_weight needs ground-truth depth, the data has none"
+        )
     if config.egomotion == "given" and "rotation" not in dataset.element_spec:
         raise ValueError(
             f"{config.data}: --egomotion=given needs camera poses (camera_to_world), the data has none"
@@ -462,6 +466,7 @@ def _train(config):
         seed=config.seed,
         num_video_buckets=config.num_videos,
         cache=config.cache,
+        depth=config.loss_weights.depth_supervision > 0,
     )
     check_data_fits(dataset, config)
     available = data.split_size(config.data, config.split)

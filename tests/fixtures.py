@@ -32,9 +32,12 @@ def moving_texture_triplets(num, height, width, seed=0, shift=2):
     return examples
 
 
-def write_dataset(data_dir, splits, with_mask=True, name="fixture"):
-    """Writes ``{split: [examples]}`` as a TFDS dataset under ``data_dir``; returns its directory."""
-    features = F.triplet_features(with_mask=with_mask)
+def write_dataset(data_dir, splits, with_mask=True, name="fixture", with_depth=False):
+    """Writes ``{split: [examples]}`` as a TFDS dataset under ``data_dir``; returns its directory.
+
+    ``with_depth``: the examples carry ``depth`` (stored uint16, :func:`F.encode_depth`).
+    """
+    features = F.triplet_features(with_mask=with_mask, with_depth=with_depth)
     if not with_mask:
         splits = {k: [{n: v for n, v in e.items() if n != F.MASK} for e in ex] for k, ex in splits.items()}
     builder = tfds.dataset_builders.store_as_tfds_dataset(

@@ -141,6 +141,26 @@ def test_pair_carries_the_camera_motion_of_its_poses_and_a_flip_mirrors_it():
     np.testing.assert_allclose(flipped["translation"], pair["translation"] * [-1, 1, 1], atol=1e-6)
 
 
+def test_pair_carries_depth_only_when_asked_and_augmentation_never_blends_a_missing_value():
+    depth = np.zeros([3, 8, 16, 1], np.float32)
+    depth[:, :, 4:, 0] = 2.0 + np.arange(12, dtype=np.float32) / 4.0  # metres; columns 0-3 missing
+    example = {
+        F.RGB: tf.constant(np.random.default_rng(0).integers(0, 255, [3, 8, 16, 3]), tf.uint8),
+        F.INTRINSICS: tf.constant([8.0, 8.0, 7.5, 3.5]), F.INTRINSICS_KNOWN: tf.constant(True),
+        F.VIDEO_ID: tf.constant("v"), F.DEPTH: tf.constant(F.encode_depth(depth)),
+    }
+    assert "depth" not in data.to_pair(example)
+    pair = data.to_pair(example, depth=True)
+    np.testing.assert_array_equal(pair["depth"], depth[:2])
+    seed = _flip_seed(pair)
+    flipped = data.augment(pair, tf.constant([seed, 0], tf.int64), 8, 16, crop=False)
+    np.testing.assert_array_equal(flipped["depth"], depth[:2, :, ::-1])
+    for seed in range(10):  # crop and zoom: each output value is one of the input's
+        zoomed = data.augment(pair, tf.constant([seed, 1], tf.int64), 6, 12)["depth"].numpy()
+        assert zoomed.shape == (2, 6, 12, 1)
+        assert np.isin(zoomed, depth).all()
+
+
 def _flip_seed(pair):
     for seed in range(20):
         out = data.augment(pair, tf.constant([seed, 0], tf.int64), 8, 16, crop=False)

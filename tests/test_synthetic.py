@@ -567,3 +567,20 @@ def test_paper_loss_is_lowest_at_the_true_depth_of_parked_lane_boxes():
 
     true, nearer, farther = total(1.0), total(0.85), total(1.3)
     assert nearer > true * 1.05 and farther > true * 1.05, (nearer, true, farther)
+
+
+@pytest.mark.parametrize("flagfile", ["configs/quickstart.flags", "configs/synthetic.flags"])
+def test_configs_generate_command_renders_the_data_they_train_and_evaluate_on(flagfile):
+    """A synthetic config's "Generate first" comment builds exactly its ``--data`` and ``--eval_data``."""
+    lines = (pathlib.Path(__file__).parents[1] / flagfile).read_text().splitlines()
+    command = next(line for line in lines if "python -m data_prep.synthetic" in line)
+    options = dict(arg[2:].split("=", 1) for arg in command.split() if arg.startswith("--"))
+    config = synthetic.synthetic_config(
+        int(options["height"]), int(options["width"]), int(options["train_videos"]),
+        int(options["test_videos"]), int(options["frames_per_video"]), int(options["seed"]),
+        parked_fraction=float(options.get("parked_fraction", 0.0)),
+        crossing_boxes=int(options.get("crossing_boxes", 0)),
+    )
+    expected = f"{options['output']}/synthetic/{config.name}/{synthetic.Synthetic.VERSION}"
+    for name in ("data", "eval_data"):
+        assert f"--{name}={expected}" in lines

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from depth_motion_tf import config as config_lib
+from depth_motion_tf import features as F
 from depth_motion_tf import export
 from depth_motion_tf import train
 from tests import fixtures
@@ -218,6 +219,20 @@ def test_use_mask_without_masks_and_unknown_intrinsics_are_rejected(tmp_path):
         train.train(_config(data_dir, tmp_path / "a", use_mask=True))
     with pytest.raises(ValueError, match="intrinsics are unknown"):
         train.train(_config(data_dir, tmp_path / "b"))
+
+
+def test_depth_supervision_trains_on_the_datas_ground_truth_depth_and_needs_it(dataset, tmp_path):
+    examples = fixtures.moving_texture_triplets(3, HEIGHT, WIDTH)
+    for example in examples:
+        example["depth"] = F.encode_depth(np.full([3, HEIGHT, WIDTH, 1], 4.0))
+    with_depth = fixtures.write_dataset(tmp_path / "d", {"train": examples}, with_depth=True)
+    weights = dataclasses.replace(config_lib.LossWeights(), depth_supervision=1.0)
+    result = train.train(_config(with_depth, tmp_path / "a", loss_weights=weights, num_steps=2,
+                                 checkpoint_every=2))
+    assert result["step"] == 2 and np.isfinite(result["loss"])
+    assert "loss/depth_supervision" in _tags(str(tmp_path / "a" / "train"))
+    with pytest.raises(ValueError, match="--depth_supervision_weight needs ground-truth depth"):
+        train.train(_config(dataset, tmp_path / "b", loss_weights=weights))
 
 
 def test_depth_evaluator_predicts_once_per_optimizer_step(monkeypatch):
