@@ -159,15 +159,14 @@ def augment(pair_example, seed, height, width, crop=True, flip=True):
     by the width and height ratios, flip maps cx to ``width - 1 - cx``. A flip
     mirrors the world too (X → -X), so a ground-truth motion is mirrored:
     ``ry, rz, tx`` change sign. Without ``crop`` the full frame is resized.
+    Depth is resampled by its nearest pixel (a missing 0 is never blended in);
+    its values, metres along the optical axis, do not change with a crop, a
+    zoom or a flip.
 
     Args:
         pair_example: dict from :func:`to_pair`.
         seed: ``[2]`` int64 stateless seed (e.g. from ``tf.data.Dataset.random``).
         height, width: output size in pixels.
-    Depth is resampled by its nearest pixel (a missing 0 is never blended in);
-    its values, metres along the optical axis, do not change with a crop, a
-    zoom or a flip.
-
     Returns:
         The dict with ``rgb`` (and ``mask``, ``depth``) at ``[2, height, width, C]``, adjusted
         ``intrinsics`` (and motion), and ``intrinsics_map`` ``[2, 4]``: the map

@@ -174,8 +174,7 @@ class DepthMotionModel(keras.Model):
             ``(losses, extras)`` from ``DepthMotionLosses`` plus ``depth``,
             ``residual_translation``, ``intrinsics`` and ``rgb`` in ``extras``.
         """
-        rgb1, rgb2 = batch["rgb"][:, 0], batch["rgb"][:, 1]
-        images = tf.concat([rgb1, rgb2], 0)  # [2B]: sources of 1→2, then of 2→1
+        images = _both_directions(batch["rgb"])  # [2B]: sources of 1→2, then of 2→1
         depth = self.depth_net(images, training=training, step=step)
         motion = self.motion_net(
             self._motion_input(images, depth), training=training, step=step

@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 
 from depth_motion_tf import config as config_lib
-from depth_motion_tf import features as F
 from depth_motion_tf import export
+from depth_motion_tf import features as F
 from depth_motion_tf import train
 from tests import fixtures
 
