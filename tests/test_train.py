@@ -224,7 +224,7 @@ def test_use_mask_without_masks_and_unknown_intrinsics_are_rejected(tmp_path):
 def test_depth_supervision_trains_on_the_datas_ground_truth_depth_and_needs_it(dataset, tmp_path):
     examples = fixtures.moving_texture_triplets(3, HEIGHT, WIDTH)
     for example in examples:
-        example["depth"] = F.encode_depth(np.full([3, HEIGHT, WIDTH, 1], 4.0))
+        example[F.DEPTH] = F.encode_depth(np.full([3, HEIGHT, WIDTH, 1], 4.0))
     with_depth = fixtures.write_dataset(tmp_path / "d", {"train": examples}, with_depth=True)
     weights = dataclasses.replace(config_lib.LossWeights(), depth_supervision=1.0)
     result = train.train(_config(with_depth, tmp_path / "a", loss_weights=weights, num_steps=2,
