@@ -281,7 +281,7 @@ def test_lane_motion_lies_along_the_static_flow_so_depth_can_explain_it(video):
     Its residual flow (true minus static, in pixels) is almost all along the
     epipolar line of the static flow, which a change of depth moves along; the
     same speeds across the corridor would leave a large part across it. This
-    is why the residual field is weakly identified on this data (README).
+    is why the residual field is weakly identified on this data (docs/learning.md).
     """
     t = 2
     velocity = _box_velocities(video, t)
@@ -544,7 +544,7 @@ def test_paper_loss_is_lowest_at_the_true_depth_of_parked_lane_boxes():
     only the free-standing lane boxes are put nearer or farther (in both frames).
 
     So the objective itself does not push parked lane boxes away; the long
-    runs' 1.27x (README, "Does it learn?") is not the loss's optimum.
+    runs' 1.27x (docs/learning.md) is not the loss's optimum.
     """
     scene = _lane_boxes_tagged(5, 2)
     poses = synthetic.camera_trajectory(scene, 2)
