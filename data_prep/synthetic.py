@@ -4,7 +4,8 @@ Something to train on without downloading anything: a camera drives down a
 closed, textured street-like corridor (ground, two side walls, a ceiling, end
 walls) lined with static boxes, while a few boxes slide along two traffic
 lanes (``parked_fraction`` of the lanes stand still instead) and, optionally,
-``crossing_boxes`` cross the corridor ahead of the camera. Every frame is
+``crossing_boxes`` cross the corridor ahead of the camera
+(``waiting_fraction`` of them wait where they would start). Every frame is
 ray cast in numpy, so depth, camera poses and the moving-object mask are
 exact, and the data obeys the method's geometry
 (METHOD.md §3): a static point seen in frame t lands, through its depth and
@@ -277,6 +278,13 @@ def _concat(a, b):
     )
 
 
+def _stand_still(boxes, still):
+    """``boxes`` with those where ``still`` (``[N]`` bool) standing still."""
+    return dataclasses.replace(
+        boxes, velocity=np.where(still[:, None], 0.0, boxes.velocity)
+    )
+
+
 def _park_lanes(boxes, parked):
     """``boxes`` with the lane boxes of the sides in ``parked`` standing still.
 
@@ -285,13 +293,12 @@ def _park_lanes(boxes, parked):
         parked: ``[2]`` bool, whether the lane at ``x < 0`` and ``x > 0`` is parked.
     """
     side = (boxes.centre[:, 0] > 0).astype(int)
-    stop = boxes.moving & parked[side]
-    return dataclasses.replace(
-        boxes, velocity=np.where(stop[:, None], 0.0, boxes.velocity)
-    )
+    return _stand_still(boxes, boxes.moving & parked[side])
 
 
-def random_scene(rng, num_frames, parked_fraction=0.0, crossing_boxes=0):
+def random_scene(
+    rng, num_frames, parked_fraction=0.0, crossing_boxes=0, waiting_fraction=0.0
+):
     """A random corridor, its boxes and camera path for a video of ``num_frames``.
 
     Args:
@@ -306,6 +313,11 @@ def random_scene(rng, num_frames, parked_fraction=0.0, crossing_boxes=0):
         crossing_boxes: number of boxes crossing the corridor ahead of the
             camera's path (:func:`_crossing_boxes`). Drawn last: they add to
             the scene without changing the rest of it.
+        waiting_fraction: probability that a crossing box stands still where
+            it would start (a car waiting at the crossing: the same kind of
+            object, in the same places, static). Drawn after everything
+            else, so a scene differs from the ``0.0`` one only in which
+            crossing boxes move.
     Returns:
         :class:`Scene`.
     """
@@ -339,8 +351,11 @@ def random_scene(rng, num_frames, parked_fraction=0.0, crossing_boxes=0):
             rng, crossing_boxes, room_max, (travel + CROSSING_AHEAD_M, far_z - 3.0),
             num_frames, 6 + len(boxes.yaw),
         )
-        boxes = _concat(boxes, crossing)
         materials = _concat(materials, random_materials(rng, crossing_boxes))
+        if waiting_fraction:
+            waiting = rng.uniform(size=crossing_boxes) < waiting_fraction
+            crossing = _stand_still(crossing, waiting)
+        boxes = _concat(boxes, crossing)
     return Scene(
         room_min=room_min,
         room_max=room_max,
@@ -711,7 +726,14 @@ def render_frame(
 
 
 def render_video(
-    rng, num_frames, height, width, supersample=2, parked_fraction=0.0, crossing_boxes=0
+    rng,
+    num_frames,
+    height,
+    width,
+    supersample=2,
+    parked_fraction=0.0,
+    crossing_boxes=0,
+    waiting_fraction=0.0,
 ):
     """A random scene rendered along its camera path.
 
@@ -723,11 +745,13 @@ def render_video(
         parked_fraction: probability that a traffic lane stands still
             (:func:`random_scene`).
         crossing_boxes: boxes crossing the corridor (:func:`random_scene`).
+        waiting_fraction: probability that a crossing box stands still
+            (:func:`random_scene`).
     Returns:
         ``(scene, poses, intrinsics, frames)``: :class:`Scene`, ``[F, 4, 4]``
         camera-to-world, ``[4]`` ``(fx, fy, cx, cy)``, list of :class:`Frame`.
     """
-    scene = random_scene(rng, num_frames, parked_fraction, crossing_boxes)
+    scene = random_scene(rng, num_frames, parked_fraction, crossing_boxes, waiting_fraction)
     poses = camera_trajectory(scene, num_frames)
     intrinsics = camera_intrinsics(height, width)
     frames = [
@@ -762,6 +786,7 @@ class SyntheticConfig(tfds.core.BuilderConfig):
         supersample: sub-pixel rays per pixel side for colour.
         parked_fraction: probability that a traffic lane's boxes stand still.
         crossing_boxes: boxes per video crossing the corridor ahead of the camera.
+        waiting_fraction: probability that a crossing box stands still.
     """
 
     height: int = F.DEFAULT_HEIGHT
@@ -773,6 +798,7 @@ class SyntheticConfig(tfds.core.BuilderConfig):
     supersample: int = 2
     parked_fraction: float = 0.0
     crossing_boxes: int = 0
+    waiting_fraction: float = 0.0
 
 
 def synthetic_config(
@@ -785,13 +811,14 @@ def synthetic_config(
     supersample=2,
     parked_fraction=0.0,
     crossing_boxes=0,
+    waiting_fraction=0.0,
 ):
     """A :class:`SyntheticConfig` named after its values (one data directory each).
 
     Raises:
         ValueError: on a non-positive size or count, fewer than 3 frames per
-            video, a ``parked_fraction`` outside [0, 1] or a negative
-            ``crossing_boxes``.
+            video, a ``parked_fraction`` or ``waiting_fraction`` outside
+            [0, 1] or a negative ``crossing_boxes``.
     """
     if min(height, width, train_videos, test_videos, supersample) < 1:
         raise ValueError(
@@ -803,10 +830,10 @@ def synthetic_config(
             f"synthetic: frames_per_video must be >= {F.FRAMES_PER_EXAMPLE}, got "
             f"{frames_per_video}"
         )
-    if not 0.0 <= parked_fraction <= 1.0:
-        raise ValueError(
-            f"synthetic: parked_fraction must be in [0, 1], got {parked_fraction}"
-        )
+    fractions = {"parked_fraction": parked_fraction, "waiting_fraction": waiting_fraction}
+    for option, fraction in fractions.items():
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"synthetic: {option} must be in [0, 1], got {fraction}")
     if crossing_boxes < 0:
         raise ValueError(f"synthetic: crossing_boxes must be >= 0, got {crossing_boxes}")
     name = (
@@ -823,6 +850,9 @@ def synthetic_config(
     if crossing_boxes:
         name += f"_crossing{crossing_boxes}"
         description += f", {crossing_boxes} crossing boxes"
+    if waiting_fraction:
+        name += f"_waiting{waiting_fraction:g}"
+        description += f", waiting crossing boxes {waiting_fraction:g}"
     return SyntheticConfig(
         name=name,
         description=description,
@@ -835,6 +865,7 @@ def synthetic_config(
         supersample=supersample,
         parked_fraction=parked_fraction,
         crossing_boxes=crossing_boxes,
+        waiting_fraction=waiting_fraction,
     )
 
 
@@ -897,6 +928,7 @@ class Synthetic(tfds.core.GeneratorBasedBuilder):
                 config.supersample,
                 config.parked_fraction,
                 config.crossing_boxes,
+                config.waiting_fraction,
             )
             yield from triplet_examples(split, video, poses, intrinsics, frames)
 
@@ -935,12 +967,19 @@ def define_flags():
         "motion across the camera's path, which no static depth explains, unlike the "
         "lanes' motion along it.",
     )
+    flags.DEFINE_float(
+        "waiting_fraction",
+        0.0,
+        "Probability that a crossing box stands still (a car waiting at the crossing): "
+        "static boxes of the crossing kind in the crossing places, from which a monocular "
+        "depth network can learn the depth of the moving ones.",
+    )
 
 
 # Options added after the first release, with the value that renders the data of the versions
 # before them: a build at that value leaves the option out of its fingerprint, so that data
 # stays reusable.
-LATER_OPTIONS = {"parked_fraction": 0.0, "crossing_boxes": 0}
+LATER_OPTIONS = {"parked_fraction": 0.0, "crossing_boxes": 0, "waiting_fraction": 0.0}
 
 
 def synthetic_fingerprint(builder):
@@ -965,6 +1004,7 @@ def main(argv):
         FLAGS.supersample,
         FLAGS.parked_fraction,
         FLAGS.crossing_boxes,
+        FLAGS.waiting_fraction,
     )
     convert.quiet_tfds()
     start = time.perf_counter()

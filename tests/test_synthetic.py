@@ -393,6 +393,36 @@ def test_crossing_boxes_are_in_the_config_name_and_range_checked():
         synthetic.synthetic_config(32, 64, 1, 1, 4, crossing_boxes=-1)
 
 
+def test_waiting_crossing_boxes_stand_still_where_they_would_start_and_change_nothing_else():
+    waited = []
+    for seed in range(8):
+        plain = synthetic.random_scene(np.random.default_rng(seed), 24, 0.8, crossing_boxes=6)
+        scene = synthetic.random_scene(
+            np.random.default_rng(seed), 24, 0.8, crossing_boxes=6, waiting_fraction=0.5
+        )
+        for name in ("centre", "half_size", "yaw", "material"):
+            np.testing.assert_array_equal(getattr(scene.boxes, name), getattr(plain.boxes, name))
+        np.testing.assert_array_equal(scene.materials.phase, plain.materials.phase)
+        np.testing.assert_array_equal(scene.boxes.velocity[:-6], plain.boxes.velocity[:-6])
+        still = ~scene.boxes.moving[-6:]
+        assert plain.boxes.moving[-6:].all()
+        np.testing.assert_array_equal(scene.boxes.velocity[-6:][~still], plain.boxes.velocity[-6:][~still])
+        np.testing.assert_array_equal(scene.boxes.centre_at(23)[-6:][still], plain.boxes.centre[-6:][still])
+        waited.append(still.sum())
+    assert 0 < sum(waited) < 6 * len(waited)
+    every = synthetic.random_scene(np.random.default_rng(0), 24, 1.0, crossing_boxes=3, waiting_fraction=1.0)
+    assert not every.boxes.moving.any()
+
+
+def test_waiting_fraction_is_in_the_config_name_and_range_checked(tmp_path):
+    config = synthetic.synthetic_config(32, 64, 1, 1, 4, crossing_boxes=6, waiting_fraction=0.5)
+    assert config.name.endswith("_ss2_crossing6_waiting0.5")
+    with pytest.raises(ValueError, match="waiting_fraction"):
+        synthetic.synthetic_config(32, 64, 1, 1, 4, waiting_fraction=-0.1)
+    builder = synthetic.Synthetic(config=config, data_dir=str(tmp_path))
+    assert synthetic.synthetic_fingerprint(builder)["flags"]["waiting_fraction"] == 0.5
+
+
 def test_fingerprint_leaves_out_later_options_at_the_values_of_the_builds_before_them(tmp_path):
     def flags(**options):
         config = synthetic.synthetic_config(32, 64, 1, 1, 4, **options)
@@ -400,7 +430,7 @@ def test_fingerprint_leaves_out_later_options_at_the_values_of_the_builds_before
         return synthetic.synthetic_fingerprint(builder)["flags"]
 
     before = flags()
-    assert "parked_fraction" not in before and "crossing_boxes" not in before
+    assert not {"parked_fraction", "crossing_boxes", "waiting_fraction"} & set(before)
     assert before["supersample"] == 2
     assert flags(parked_fraction=0.25)["parked_fraction"] == 0.25
     assert flags(crossing_boxes=2)["crossing_boxes"] == 2
