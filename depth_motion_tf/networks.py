@@ -32,6 +32,9 @@ MOTION_SCALE_INIT = 0.01
 LEARNED_SCALE_MIN = 0.001  # lower bound of every learned scale
 FIELD_BURNIN_STEPS = 20000
 PATCH_CONV_MIN_CHANNELS = 512  # motion convs this wide (c6, c7 levels) use PatchMatmulConv2D
+# Encoder convs whose output map has at most this many pixels per image use PatchMatmulConv2D
+# (stage 5 at 64x192: 2x6; stage 5 at 128x416, 4x13, keeps the convolution; README, speed).
+PATCH_CONV_MAX_ENCODER_PIXELS = 32
 
 
 def noise_stddev(step, rampup_steps=NOISE_RAMPUP_STEPS, max_stddev=MAX_NOISE_STDDEV):
@@ -152,7 +155,7 @@ class RandomizedLayerNorm(keras.layers.Layer):
 
 
 def _encoder_conv(filters, kernel_size, strides, name):
-    return keras.layers.Conv2D(
+    return PatchMatmulConv2D(
         filters,
         kernel_size,
         strides=strides,
@@ -162,6 +165,7 @@ def _encoder_conv(filters, kernel_size, strides, name):
         kernel_initializer=keras.initializers.VarianceScaling(
             2.0, mode="fan_out", distribution="untruncated_normal"
         ),
+        max_output_pixels=PATCH_CONV_MAX_ENCODER_PIXELS,
         name=name,
     )
 
@@ -385,19 +389,47 @@ class PatchMatmulConv2D(keras.layers.Conv2D):
     and their refinement levels: a few pixels, 256 to 1027 input channels),
     where TensorFlow's CPU convolution-backprop kernels are several times
     slower than the matmul's gradient (refinement c7, 4 rows, 2 CPU cores:
-    570 ms vs 85 ms); patches of such small maps are cheap.
+    570 ms vs 85 ms); patches of such small maps are cheap. With
+    ``max_output_pixels``, output maps larger than that (pixels per image,
+    static shapes) use the ordinary convolution: the depth encoder's stage 5
+    at 64x192 (2x6, 512 channels, 8 images: 29 → 12 ms forward and backward
+    in bfloat16, 2 CPU cores) but not at 128x416 (4x13: no faster).
     """
+
+    def __init__(self, *args, max_output_pixels=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_output_pixels = max_output_pixels
+
+    def _small_output(self, inputs):
+        if self.max_output_pixels is None:
+            return True
+        height, width = inputs.shape[1], inputs.shape[2]
+        if height is None or width is None:
+            return False
+        stride_h, stride_w = self.strides
+        out_h, out_w = -(-height // stride_h), -(-width // stride_w)
+        if self.padding == "valid":
+            out_h = (height - self.kernel_size[0]) // stride_h + 1
+            out_w = (width - self.kernel_size[1]) // stride_w + 1
+        return out_h * out_w <= self.max_output_pixels
 
     def convolution_op(self, inputs, kernel):
         """``[B, H, W, Cin]`` → ``[B, H', W', Cout]`` in the compute dtype."""
         if tuple(self.dilation_rate) != (1, 1):
             raise ValueError(f"{self.name}: PatchMatmulConv2D supports dilation 1 only.")
+        if not self._small_output(inputs):
+            return super().convolution_op(inputs, kernel)
         size_h, size_w, _, filters = kernel.shape
         patches = tf.image.extract_patches(
             inputs, [1, size_h, size_w, 1], [1, *self.strides, 1], [1, 1, 1, 1],
             self.padding.upper(),
         )  # [B, H', W', kh·kw·Cin], ordered like the kernel's first three axes
         return tf.tensordot(patches, tf.reshape(kernel, [-1, filters]), axes=1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"max_output_pixels": self.max_output_pixels})
+        return config
 
 
 def _conv_class(channels):

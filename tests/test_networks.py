@@ -384,3 +384,28 @@ def test_patch_matmul_conv_equals_keras_conv(strides, shape):
     np.testing.assert_allclose(
         tape.gradient(a, x).numpy(), tape.gradient(b, x).numpy(), atol=1e-5
     )
+
+
+@pytest.mark.parametrize(
+    "height, width, strides, small",
+    [(2, 6, 1, True), (4, 12, 2, True), (4, 12, 1, False), (4, 13, 1, False), (8, 26, 2, False)],
+)
+def test_patch_matmul_conv_max_output_pixels(height, width, strides, small):
+    """Output maps up to max_output_pixels (here the depth encoder's 32) take the patch
+    matmul, larger ones the ordinary convolution; both give Conv2D's result."""
+    from depth_motion_tf.networks import PATCH_CONV_MAX_ENCODER_PIXELS, PatchMatmulConv2D
+
+    x = tf.random.stateless_normal((2, height, width, 5), seed=[7, 1])
+    reference = keras.layers.Conv2D(4, 3, strides=strides, padding="same")
+    limited = PatchMatmulConv2D(
+        4, 3, strides=strides, padding="same", max_output_pixels=PATCH_CONV_MAX_ENCODER_PIXELS
+    )
+    reference.build(x.shape)
+    limited.build(x.shape)
+    limited.set_weights(reference.get_weights())
+    graph = tf.function(limited).get_concrete_function(x).graph
+    op_types = {op.type for op in graph.get_operations()}
+    assert ("ExtractImagePatches" in op_types) == small
+    assert ("Conv2D" in op_types) == (not small)
+    np.testing.assert_allclose(reference(x).numpy(), limited(x).numpy(), atol=1e-5)
+    assert limited.get_config()["max_output_pixels"] == PATCH_CONV_MAX_ENCODER_PIXELS
