@@ -44,7 +44,7 @@ from tensorflow.python.framework.convert_to_constants import (
     convert_variables_to_constants_v2,
 )
 
-from depth_motion_tf import cli
+from depth_motion_tf import cli, networks
 from depth_motion_tf.config import build_model, load_config, precision_scope
 from depth_motion_tf.errors import BadInputError
 
@@ -165,11 +165,13 @@ def export_tflite(model, path):
     where ``h, w`` = ``model.height, model.width``. The variables are frozen into
     constants first: left to the converter, Keras 3 variables stay TFLite
     resource variables that nothing initialises, and the model outputs zeros.
+    Traced with ordinary convolutions only (TFLite has no ``ExtractImagePatches``).
 
     Returns:
         ``path``.
     """
-    frozen = convert_variables_to_constants_v2(_fixed_size_depth_function(model))
+    with networks.plain_convolutions():
+        frozen = convert_variables_to_constants_v2(_fixed_size_depth_function(model))
     flatbuffer = tf.lite.TFLiteConverter.from_concrete_functions([frozen], model).convert()
     with tf.io.gfile.GFile(path, "wb") as f:
         f.write(flatbuffer)

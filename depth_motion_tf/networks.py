@@ -10,6 +10,9 @@ Both compute in the global Keras dtype policy (e.g. ``mixed_bfloat16``) and
 return float32; normalisation statistics, learned scales, the intrinsics head
 and the motion field itself are kept in float32.
 """
+import contextlib
+import contextvars
+
 import keras
 import tensorflow as tf
 
@@ -35,6 +38,8 @@ PATCH_CONV_MIN_CHANNELS = 512  # motion convs this wide (c6, c7 levels) use Patc
 # Encoder convs whose output map has at most this many pixels per image use PatchMatmulConv2D
 # (stage 5 at 64x192: 2x6; stage 5 at 128x416, 4x13, keeps the convolution; README, speed).
 PATCH_CONV_MAX_ENCODER_PIXELS = 32
+
+_PLAIN_CONVOLUTIONS = contextvars.ContextVar("plain_convolutions", default=False)
 
 
 def noise_stddev(step, rampup_steps=NOISE_RAMPUP_STEPS, max_stddev=MAX_NOISE_STDDEV):
@@ -400,24 +405,21 @@ class PatchMatmulConv2D(keras.layers.Conv2D):
         super().__init__(*args, **kwargs)
         self.max_output_pixels = max_output_pixels
 
-    def _small_output(self, inputs):
+    def _use_patches(self, inputs):
+        """Whether the patch matmul applies: not in ``plain_convolutions``, and no limit
+        or a static output map within it."""
+        if _PLAIN_CONVOLUTIONS.get():
+            return False
         if self.max_output_pixels is None:
             return True
-        height, width = inputs.shape[1], inputs.shape[2]
-        if height is None or width is None:
-            return False
-        stride_h, stride_w = self.strides
-        out_h, out_w = -(-height // stride_h), -(-width // stride_w)
-        if self.padding == "valid":
-            out_h = (height - self.kernel_size[0]) // stride_h + 1
-            out_w = (width - self.kernel_size[1]) // stride_w + 1
-        return out_h * out_w <= self.max_output_pixels
+        _, height, width, _ = self.compute_output_shape(inputs.shape)
+        return height is not None and width is not None and height * width <= self.max_output_pixels
 
     def convolution_op(self, inputs, kernel):
         """``[B, H, W, Cin]`` → ``[B, H', W', Cout]`` in the compute dtype."""
         if tuple(self.dilation_rate) != (1, 1):
             raise ValueError(f"{self.name}: PatchMatmulConv2D supports dilation 1 only.")
-        if not self._small_output(inputs):
+        if not self._use_patches(inputs):
             return super().convolution_op(inputs, kernel)
         size_h, size_w, _, filters = kernel.shape
         patches = tf.image.extract_patches(
@@ -430,6 +432,19 @@ class PatchMatmulConv2D(keras.layers.Conv2D):
         config = super().get_config()
         config.update({"max_output_pixels": self.max_output_pixels})
         return config
+
+
+@contextlib.contextmanager
+def plain_convolutions():
+    """Within it, ``PatchMatmulConv2D`` traces as the ordinary convolution (the same result).
+
+    For graphs that must not hold ``ExtractImagePatches``: TFLite's built-in ops lack it.
+    """
+    token = _PLAIN_CONVOLUTIONS.set(True)
+    try:
+        yield
+    finally:
+        _PLAIN_CONVOLUTIONS.reset(token)
 
 
 def _conv_class(channels):

@@ -409,3 +409,23 @@ def test_patch_matmul_conv_max_output_pixels(height, width, strides, small):
     assert ("Conv2D" in op_types) == (not small)
     np.testing.assert_allclose(reference(x).numpy(), limited(x).numpy(), atol=1e-5)
     assert limited.get_config()["max_output_pixels"] == PATCH_CONV_MAX_ENCODER_PIXELS
+
+
+def test_plain_convolutions_traces_patch_matmul_conv_as_a_convolution():
+    """Inside plain_convolutions (the TFLite export) no ExtractImagePatches is traced;
+    outside it again; the result is Conv2D's either way."""
+    from depth_motion_tf.networks import PatchMatmulConv2D, plain_convolutions
+
+    x = tf.random.stateless_normal((2, 3, 5, 6), seed=[3, 9])
+    layer = PatchMatmulConv2D(4, 3, padding="same")
+    layer.build(x.shape)
+
+    def op_types():
+        graph = tf.function(layer).get_concrete_function(x).graph
+        return {op.type for op in graph.get_operations()}
+
+    with plain_convolutions():
+        assert "ExtractImagePatches" not in op_types()
+        plain = layer(x).numpy()
+    assert "ExtractImagePatches" in op_types()
+    np.testing.assert_allclose(plain, layer(x).numpy(), atol=1e-5)
