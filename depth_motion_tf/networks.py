@@ -36,7 +36,7 @@ LEARNED_SCALE_MIN = 0.001  # lower bound of every learned scale
 FIELD_BURNIN_STEPS = 20000
 PATCH_CONV_MIN_CHANNELS = 512  # motion convs this wide (c6, c7 levels) use PatchMatmulConv2D
 # Encoder convs whose output map has at most this many pixels per image use PatchMatmulConv2D
-# (stage 5 at 64x192: 2x6; stage 5 at 128x416, 4x13, keeps the convolution; README, speed).
+# (stage 5 at 64x192: 2x6; stage 5 at 128x416, 4x13, keeps the convolution; README, Performance).
 PATCH_CONV_MAX_ENCODER_PIXELS = 32
 
 _PLAIN_CONVOLUTIONS = contextvars.ContextVar("plain_convolutions", default=False)
@@ -397,7 +397,7 @@ class PatchMatmulConv2D(keras.layers.Conv2D):
     570 ms vs 85 ms); patches of such small maps are cheap. With
     ``max_output_pixels``, output maps larger than that (pixels per image,
     static shapes) use the ordinary convolution: the depth encoder's stage 5
-    at 64x192 (2x6, 512 channels, 8 images: 29 → 12 ms forward and backward
+    at 64x192 (2x6, 512 channels, 12 images: 29 → 12 ms forward and backward
     in bfloat16, 2 CPU cores) but not at 128x416 (4x13: no faster).
     """
 
