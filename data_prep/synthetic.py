@@ -60,6 +60,7 @@ MIN_COSINE = 0.05  # grazing-angle limit of the footprint stretch
 LANE_X_M = 2.1  # |x| of the centre of the two moving-box lanes
 CROSSING_SPEED_M = (0.15, 0.4)  # range of a crossing box's speed, metres per frame
 CROSSING_AHEAD_M = 6.0  # a crossing box's least distance ahead of the camera's last position
+FAR_WALL_MARGIN_M = 3.0  # no box's centre is nearer the far wall than this
 CAMERA_CLEARANCE_M = 0.6  # the camera's |x| never exceeds this
 
 
@@ -297,7 +298,8 @@ def _park_lanes(boxes, parked):
 
 
 def random_scene(
-    rng, num_frames, parked_fraction=0.0, crossing_boxes=0, waiting_fraction=0.0
+    rng, num_frames, parked_fraction=0.0, crossing_boxes=0, waiting_fraction=0.0,
+    crossing_distance=None,
 ):
     """A random corridor, its boxes and camera path for a video of ``num_frames``.
 
@@ -318,6 +320,10 @@ def random_scene(
             object, in the same places, static). Drawn after everything
             else, so a scene differs from the ``0.0`` one only in which
             crossing boxes move.
+        crossing_distance: ``(near, far)`` metres past the camera's last
+            position between which the crossing boxes cross (nearer boxes
+            cover more pixels and move more pixels a frame); ``None``: from
+            :data:`CROSSING_AHEAD_M` to the far wall.
     Returns:
         :class:`Scene`.
     """
@@ -328,9 +334,10 @@ def random_scene(
     far_z = travel + rng.uniform(30.0, 45.0)
     room_min = np.array([-half_width, camera_height - rng.uniform(4.5, 7.0), -20.0])
     room_max = np.array([half_width, camera_height, far_z])
-    static = _static_boxes(rng, room_min, room_max, (-8.0, far_z - 3.0), 6)
+    last_z = far_z - FAR_WALL_MARGIN_M
+    static = _static_boxes(rng, room_min, room_max, (-8.0, last_z), 6)
     moving = _moving_boxes(
-        rng, camera_height, (-travel, far_z - 3.0), num_frames, 6 + len(static.yaw)
+        rng, camera_height, (-travel, last_z), num_frames, 6 + len(static.yaw)
     )
     boxes = _concat(static, moving)
     materials = random_materials(rng, 6 + len(boxes.yaw))
@@ -347,8 +354,9 @@ def random_scene(
     parked = rng.uniform(size=2) < parked_fraction
     boxes = _park_lanes(boxes, parked)
     if crossing_boxes:
+        near, far = crossing_distance or (CROSSING_AHEAD_M, math.inf)
         crossing = _crossing_boxes(
-            rng, crossing_boxes, room_max, (travel + CROSSING_AHEAD_M, far_z - 3.0),
+            rng, crossing_boxes, room_max, (travel + near, min(travel + far, last_z)),
             num_frames, 6 + len(boxes.yaw),
         )
         materials = _concat(materials, random_materials(rng, crossing_boxes))
@@ -734,6 +742,7 @@ def render_video(
     parked_fraction=0.0,
     crossing_boxes=0,
     waiting_fraction=0.0,
+    crossing_distance=None,
 ):
     """A random scene rendered along its camera path.
 
@@ -747,11 +756,14 @@ def render_video(
         crossing_boxes: boxes crossing the corridor (:func:`random_scene`).
         waiting_fraction: probability that a crossing box stands still
             (:func:`random_scene`).
+        crossing_distance: where the crossing boxes cross (:func:`random_scene`).
     Returns:
         ``(scene, poses, intrinsics, frames)``: :class:`Scene`, ``[F, 4, 4]``
         camera-to-world, ``[4]`` ``(fx, fy, cx, cy)``, list of :class:`Frame`.
     """
-    scene = random_scene(rng, num_frames, parked_fraction, crossing_boxes, waiting_fraction)
+    scene = random_scene(
+        rng, num_frames, parked_fraction, crossing_boxes, waiting_fraction, crossing_distance
+    )
     poses = camera_trajectory(scene, num_frames)
     intrinsics = camera_intrinsics(height, width)
     frames = [
@@ -787,6 +799,8 @@ class SyntheticConfig(tfds.core.BuilderConfig):
         parked_fraction: probability that a traffic lane's boxes stand still.
         crossing_boxes: boxes per video crossing the corridor ahead of the camera.
         waiting_fraction: probability that a crossing box stands still.
+        crossing_distance: ``(near, far)`` metres past the camera's last
+            position where the crossing boxes cross; ``()``: the default zone.
     """
 
     height: int = F.DEFAULT_HEIGHT
@@ -799,6 +813,7 @@ class SyntheticConfig(tfds.core.BuilderConfig):
     parked_fraction: float = 0.0
     crossing_boxes: int = 0
     waiting_fraction: float = 0.0
+    crossing_distance: tuple = ()
 
 
 def synthetic_config(
@@ -812,13 +827,15 @@ def synthetic_config(
     parked_fraction=0.0,
     crossing_boxes=0,
     waiting_fraction=0.0,
+    crossing_distance=(),
 ):
     """A :class:`SyntheticConfig` named after its values (one data directory each).
 
     Raises:
         ValueError: on a non-positive size or count, fewer than 3 frames per
             video, a ``parked_fraction`` or ``waiting_fraction`` outside
-            [0, 1] or a negative ``crossing_boxes``.
+            [0, 1], a negative ``crossing_boxes``, or a ``crossing_distance``
+            that is not ``(near, far)`` with ``1 <= near < far``.
     """
     if min(height, width, train_videos, test_videos, supersample) < 1:
         raise ValueError(
@@ -836,6 +853,14 @@ def synthetic_config(
             raise ValueError(f"synthetic: {option} must be in [0, 1], got {fraction}")
     if crossing_boxes < 0:
         raise ValueError(f"synthetic: crossing_boxes must be >= 0, got {crossing_boxes}")
+    crossing_distance = tuple(float(d) for d in crossing_distance)
+    if crossing_distance and (
+        len(crossing_distance) != 2 or not 1.0 <= crossing_distance[0] < crossing_distance[1]
+    ):
+        raise ValueError(
+            "synthetic: crossing_distance must be two distances near,far in metres with "
+            f"1 <= near < far, got {crossing_distance}"
+        )
     name = (
         f"{height}x{width}_train{train_videos}_test{test_videos}"
         f"_frames{frames_per_video}_seed{seed}_ss{supersample}"
@@ -853,6 +878,10 @@ def synthetic_config(
     if waiting_fraction:
         name += f"_waiting{waiting_fraction:g}"
         description += f", waiting crossing boxes {waiting_fraction:g}"
+    if crossing_distance:
+        near, far = crossing_distance
+        name += f"_near{near:g}-{far:g}"
+        description += f", crossing {near:g} to {far:g} m past the camera's last position"
     return SyntheticConfig(
         name=name,
         description=description,
@@ -866,6 +895,7 @@ def synthetic_config(
         parked_fraction=parked_fraction,
         crossing_boxes=crossing_boxes,
         waiting_fraction=waiting_fraction,
+        crossing_distance=crossing_distance,
     )
 
 
@@ -929,6 +959,7 @@ class Synthetic(tfds.core.GeneratorBasedBuilder):
                 config.parked_fraction,
                 config.crossing_boxes,
                 config.waiting_fraction,
+                config.crossing_distance,
             )
             yield from triplet_examples(split, video, poses, intrinsics, frames)
 
@@ -974,12 +1005,24 @@ def define_flags():
         "static boxes of the crossing kind in the crossing places, from which a monocular "
         "depth network can learn the depth of the moving ones.",
     )
+    flags.DEFINE_list(
+        "crossing_distance",
+        [],
+        "near,far: metres past the camera's last position between which the crossing "
+        f"boxes cross (empty: from {CROSSING_AHEAD_M:g} m to the far wall, which is "
+        "30 to 45 m past it). Nearer boxes cover more pixels and move more pixels a frame.",
+    )
 
 
 # Options added after the first release, with the value that renders the data of the versions
 # before them: a build at that value leaves the option out of its fingerprint, so that data
 # stays reusable.
-LATER_OPTIONS = {"parked_fraction": 0.0, "crossing_boxes": 0, "waiting_fraction": 0.0}
+LATER_OPTIONS = {
+    "parked_fraction": 0.0,
+    "crossing_boxes": 0,
+    "waiting_fraction": 0.0,
+    "crossing_distance": (),
+}
 
 
 def synthetic_fingerprint(builder):
@@ -989,6 +1032,16 @@ def synthetic_fingerprint(builder):
         if getattr(builder.builder_config, name) == default:
             del described["flags"][name]
     return described
+
+
+def _distances(values):
+    """``--crossing_distance``'s strings as floats; a clear error on anything else."""
+    try:
+        return tuple(float(value) for value in values)
+    except ValueError:
+        raise SystemExit(
+            f"error: --crossing_distance must be two numbers near,far in metres, got {values}"
+        ) from None
 
 
 def main(argv):
@@ -1005,6 +1058,7 @@ def main(argv):
         FLAGS.parked_fraction,
         FLAGS.crossing_boxes,
         FLAGS.waiting_fraction,
+        _distances(FLAGS.crossing_distance),
     )
     convert.quiet_tfds()
     start = time.perf_counter()

@@ -414,6 +414,38 @@ def test_waiting_crossing_boxes_stand_still_where_they_would_start_and_change_no
     assert not every.boxes.moving.any()
 
 
+def test_crossing_distance_brings_the_crossing_boxes_nearer_and_changes_nothing_else():
+    nearest = []
+    for seed in range(8):
+        plain = synthetic.random_scene(np.random.default_rng(seed), 24, 0.8, crossing_boxes=6)
+        scene = synthetic.random_scene(
+            np.random.default_rng(seed), 24, 0.8, crossing_boxes=6, crossing_distance=(2.0, 10.0)
+        )
+        np.testing.assert_array_equal(scene.boxes.centre[:-6], plain.boxes.centre[:-6])
+        for name in ("half_size", "yaw", "velocity", "material"):
+            np.testing.assert_array_equal(getattr(scene.boxes, name), getattr(plain.boxes, name))
+        np.testing.assert_array_equal(scene.materials.phase, plain.materials.phase)
+        np.testing.assert_array_equal(scene.boxes.centre[-6:, :2], plain.boxes.centre[-6:, :2])
+        last_z = synthetic.camera_trajectory(scene, 24)[-1, 2, 3]
+        ahead = scene.boxes.centre[-6:, 2] - last_z
+        half = scene.boxes.half_size[-6:, 2]
+        assert (ahead - half >= 2.0 - 1e-9).all() and (ahead + half <= 10.0 + 1e-9).all()
+        assert (scene.boxes.centre[-6:, 2] <= plain.boxes.centre[-6:, 2]).all()
+        nearest.append(ahead.min())
+    assert min(nearest) < synthetic.CROSSING_AHEAD_M
+
+
+def test_crossing_distance_is_in_the_config_name_and_range_checked():
+    config = synthetic.synthetic_config(32, 64, 1, 1, 4, crossing_boxes=6, crossing_distance=["2", "16"])
+    assert config.name.endswith("_ss2_crossing6_near2-16")
+    assert config.crossing_distance == (2.0, 16.0)
+    for bad in [(2.0,), (5.0, 4.0), (0.5, 10.0), (2.0, 4.0, 6.0)]:
+        with pytest.raises(ValueError, match="crossing_distance"):
+            synthetic.synthetic_config(32, 64, 1, 1, 4, crossing_distance=bad)
+    with pytest.raises(SystemExit, match="--crossing_distance must be two numbers"):
+        synthetic._distances(["2", "far"])
+
+
 def test_waiting_fraction_is_in_the_config_name_and_range_checked():
     config = synthetic.synthetic_config(32, 64, 1, 1, 4, crossing_boxes=6, waiting_fraction=0.5)
     assert config.name.endswith("_ss2_crossing6_waiting0.5")
@@ -428,11 +460,12 @@ def test_fingerprint_leaves_out_later_options_at_the_values_of_the_builds_before
         return synthetic.synthetic_fingerprint(builder)["flags"]
 
     before = flags()
-    assert not {"parked_fraction", "crossing_boxes", "waiting_fraction"} & set(before)
+    assert not {"parked_fraction", "crossing_boxes", "waiting_fraction", "crossing_distance"} & set(before)
     assert before["supersample"] == 2
     assert flags(parked_fraction=0.25)["parked_fraction"] == 0.25
     assert flags(crossing_boxes=2)["crossing_boxes"] == 2
     assert flags(waiting_fraction=0.5)["waiting_fraction"] == 0.5
+    assert flags(crossing_distance=(2, 16))["crossing_distance"] == [2.0, 16.0]
 
 
 def test_config_rejects_videos_shorter_than_a_triplet():
