@@ -816,6 +816,25 @@ class SyntheticConfig(tfds.core.BuilderConfig):
     crossing_distance: tuple = ()
 
 
+def _distances(values):
+    """``values`` (numbers or their strings) as ``(near, far)`` floats, or ``()`` when empty.
+
+    Raises:
+        ValueError: unless empty or two numbers with ``1 <= near < far``.
+    """
+    message = (
+        "synthetic: crossing_distance must be two numbers near,far in metres with "
+        f"1 <= near < far, got {list(values)}"
+    )
+    try:
+        distances = tuple(float(value) for value in values)
+    except ValueError:
+        raise ValueError(message) from None
+    if distances and (len(distances) != 2 or not 1.0 <= distances[0] < distances[1]):
+        raise ValueError(message)
+    return distances
+
+
 def synthetic_config(
     height,
     width,
@@ -853,14 +872,7 @@ def synthetic_config(
             raise ValueError(f"synthetic: {option} must be in [0, 1], got {fraction}")
     if crossing_boxes < 0:
         raise ValueError(f"synthetic: crossing_boxes must be >= 0, got {crossing_boxes}")
-    crossing_distance = tuple(float(d) for d in crossing_distance)
-    if crossing_distance and (
-        len(crossing_distance) != 2 or not 1.0 <= crossing_distance[0] < crossing_distance[1]
-    ):
-        raise ValueError(
-            "synthetic: crossing_distance must be two distances near,far in metres with "
-            f"1 <= near < far, got {crossing_distance}"
-        )
+    crossing_distance = _distances(crossing_distance)
     name = (
         f"{height}x{width}_train{train_videos}_test{test_videos}"
         f"_frames{frames_per_video}_seed{seed}_ss{supersample}"
@@ -1034,32 +1046,25 @@ def synthetic_fingerprint(builder):
     return described
 
 
-def _distances(values):
-    """``--crossing_distance``'s strings as floats; a clear error on anything else."""
-    try:
-        return tuple(float(value) for value in values)
-    except ValueError:
-        raise SystemExit(
-            f"error: --crossing_distance must be two numbers near,far in metres, got {values}"
-        ) from None
-
-
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
-    config = synthetic_config(
-        FLAGS.height,
-        FLAGS.width,
-        FLAGS.train_videos,
-        FLAGS.test_videos,
-        FLAGS.frames_per_video,
-        FLAGS.seed,
-        FLAGS.supersample,
-        FLAGS.parked_fraction,
-        FLAGS.crossing_boxes,
-        FLAGS.waiting_fraction,
-        _distances(FLAGS.crossing_distance),
-    )
+    try:
+        config = synthetic_config(
+            FLAGS.height,
+            FLAGS.width,
+            FLAGS.train_videos,
+            FLAGS.test_videos,
+            FLAGS.frames_per_video,
+            FLAGS.seed,
+            FLAGS.supersample,
+            FLAGS.parked_fraction,
+            FLAGS.crossing_boxes,
+            FLAGS.waiting_fraction,
+            FLAGS.crossing_distance,
+        )
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     convert.quiet_tfds()
     start = time.perf_counter()
 

@@ -439,11 +439,9 @@ def test_crossing_distance_is_in_the_config_name_and_range_checked():
     config = synthetic.synthetic_config(32, 64, 1, 1, 4, crossing_boxes=6, crossing_distance=["2", "16"])
     assert config.name.endswith("_ss2_crossing6_near2-16")
     assert config.crossing_distance == (2.0, 16.0)
-    for bad in [(2.0,), (5.0, 4.0), (0.5, 10.0), (2.0, 4.0, 6.0)]:
-        with pytest.raises(ValueError, match="crossing_distance"):
+    for bad in [(2.0,), (5.0, 4.0), (0.5, 10.0), (2.0, 4.0, 6.0), ("2", "far")]:
+        with pytest.raises(ValueError, match="crossing_distance must be two numbers"):
             synthetic.synthetic_config(32, 64, 1, 1, 4, crossing_distance=bad)
-    with pytest.raises(SystemExit, match="--crossing_distance must be two numbers"):
-        synthetic._distances(["2", "far"])
 
 
 def test_waiting_fraction_is_in_the_config_name_and_range_checked():
@@ -646,3 +644,18 @@ def test_configs_generate_command_renders_the_data_they_train_and_evaluate_on(fl
     expected = f"{options['output']}/synthetic/{config.name}/{synthetic.Synthetic.VERSION}"
     for name in ("data", "eval_data"):
         assert f"--{name}={expected}" in lines
+
+
+def test_cli_reports_a_bad_option_in_one_line_and_writes_nothing(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "data_prep.synthetic", f"--output={tmp_path}",
+         "--crossing_boxes=3", "--crossing_distance=2,far"],
+        cwd=pathlib.Path(__file__).resolve().parents[1], capture_output=True, text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: synthetic: crossing_distance must be two numbers near,far in metres with "
+        "1 <= near < far, got ['2', 'far']"
+    )
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.iterdir())
