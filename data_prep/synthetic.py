@@ -299,7 +299,7 @@ def _park_lanes(boxes, parked):
 
 def random_scene(
     rng, num_frames, parked_fraction=0.0, crossing_boxes=0, waiting_fraction=0.0,
-    crossing_distance=None,
+    crossing_distance=(),
 ):
     """A random corridor, its boxes and camera path for a video of ``num_frames``.
 
@@ -322,7 +322,7 @@ def random_scene(
             crossing boxes move.
         crossing_distance: ``(near, far)`` metres past the camera's last
             position between which the crossing boxes cross (nearer boxes
-            cover more pixels and move more pixels a frame); ``None``: from
+            cover more pixels and move more pixels a frame); empty: from
             :data:`CROSSING_AHEAD_M` to the far wall.
     Returns:
         :class:`Scene`.
@@ -742,7 +742,7 @@ def render_video(
     parked_fraction=0.0,
     crossing_boxes=0,
     waiting_fraction=0.0,
-    crossing_distance=None,
+    crossing_distance=(),
 ):
     """A random scene rendered along its camera path.
 
