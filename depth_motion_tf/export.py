@@ -12,7 +12,9 @@ they are images):
 - ``motion``: ``image1``, ``image2`` uint8 ``[B, H, W, 3]`` → ``rotation`` ``[B, 3]``
   (radians, R = Rx Ry Rz), ``translation`` ``[B, 3]`` (camera 1→2, depth units),
   ``residual_translation`` ``[B, h, w, 3]`` (at the model's resolution),
-  ``intrinsics`` ``[B, 3, 3]`` (the motion net's prediction, pixels of the input size).
+  and, for a model trained with ``--intrinsics=learned`` only, ``intrinsics``
+  ``[B, 3, 3]`` (the motion net's prediction, pixels of the input size; with
+  given or per-video intrinsics the motion net's head is never trained).
   The residual field is weighted by the motion-field burn-in of the exported
   step (zero for a checkpoint taken before the field trained).
 - ``serving_default`` = ``depth`` (``motion`` in a motion-only export).
@@ -115,12 +117,14 @@ def _motion_function(model, step):
         )
         size = tf.cast(tf.shape(image1)[1:3], tf.float32)
         scale = tf.stack([size[1] / w, size[0] / h, 1.0])
-        return {
+        outputs = {
             "rotation": motion["rotation"],
             "translation": motion["translation"],
             "residual_translation": motion["residual_translation"],
-            "intrinsics": motion["intrinsics"] * scale[None, :, None],
         }
+        if model.intrinsics_mode == "learned":  # otherwise the head is untrained
+            outputs["intrinsics"] = motion["intrinsics"] * scale[None, :, None]
+        return outputs
 
     return motion
 

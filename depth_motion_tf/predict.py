@@ -18,7 +18,8 @@ the video frame's index (``000000``, ...):
   ``camera_motion.txt`` (rotation in radians, ``R = Rx Ry Rz``; translation of
   camera a→b in depth units).
 - ``--ply``: ``<name>.ply``, the frame's points with their colours, back-projected
-  with ``--intrinsics`` or else the motion network's learned intrinsics.
+  with ``--intrinsics`` or else the motion network's learned intrinsics (a model trained
+  with ``--intrinsics=learned`` only; otherwise ``--intrinsics`` is required).
 - A video input also gives ``<video stem>_side_by_side.mp4``: input | depth |
   motion (of the pair ending at each frame; black for the first).
 """
@@ -287,6 +288,8 @@ def predict(signatures, source, output_dir, options=Options()):
     Returns:
         :class:`Summary`.
     """
+    if options.ply_format and options.intrinsics is None:
+        require_learned_intrinsics(signatures)
     output_dir = pathlib.Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     summary = Summary()
@@ -329,6 +332,17 @@ def predict_depth(signatures, names, images, output_dir, options):
             points = backproject(frame_depth, k)
             write_ply(output_dir / f"{name}.ply", points, image.reshape(-1, 3), options.ply_format)
     return colours
+
+
+def require_learned_intrinsics(signatures):
+    """Raises ``BadInputError`` naming the model when its ``motion`` signature predicts no intrinsics."""
+    frame = tf.zeros([1, 32, 32, 3], tf.uint8)
+    if "intrinsics" not in signatures.motion(image1=frame, image2=frame):
+        raise media.BadInputError(
+            signatures.source,
+            "predicts no intrinsics (trained with --intrinsics=given or learned_per_video): "
+            "pass --intrinsics for the point clouds",
+        )
 
 
 def frame_intrinsics(signatures, images, intrinsics):
@@ -412,7 +426,8 @@ def define_flags(flag_values=flags.FLAGS):
         "intrinsics", None,
         "Intrinsics for --ply: 'fx,fy,cx,cy' in pixels of the input, or a JSON file (a 3x3 "
         "matrix, normalised by the frame size when cx, cy <= 1; nuScenes' camera_intrinsic; or "
-        "fx/fy/cx/cy keys). Default: the motion network's learned intrinsics.", flag_values=fv)
+        "fx/fy/cx/cy keys). Default: the motion network's learned intrinsics (models trained with "
+        "--intrinsics=learned only).", flag_values=fv)
     flags.mark_flags_as_required(["input", "output_dir"], flag_values=fv)
     flags.mark_flags_as_mutual_exclusive(["saved_model", "model_dir"], required=True,
                                          flag_values=fv)

@@ -43,13 +43,17 @@ FRESH_PROCESS_SCRIPT = textwrap.dedent(
 )
 
 
-def make_run_dir(path):
+def make_run_dir(path, intrinsics="learned"):
     """A training-run folder (config.json + one checkpoint) of an untrained small model.
 
+    Args:
+        intrinsics: its ``--intrinsics`` mode (learned: the ``motion`` signature has intrinsics).
     Returns:
         ``(model, model_dir)``; the checkpoint holds ``model``'s weights.
     """
-    config = config_lib.TrainConfig(data="unused", model_dir=str(path), height=HEIGHT, width=WIDTH)
+    config = config_lib.TrainConfig(
+        data="unused", model_dir=str(path), height=HEIGHT, width=WIDTH, intrinsics=intrinsics
+    )
     model = config_lib.build_model(config, tf.distribute.get_strategy())
     config_lib.save_config(config, config.model_dir)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
@@ -149,6 +153,15 @@ def test_intrinsics_are_in_pixels_of_the_input_size(exported, fresh_outputs):
     sx, sy = ODD_SIZE[1] / WIDTH, ODD_SIZE[0] / HEIGHT
     expected = np.diag([sx, sy, 1.0]) @ k
     np.testing.assert_allclose(outputs["constant_motion.intrinsics"][0], expected, rtol=1e-4)
+
+
+def test_motion_signature_has_intrinsics_only_when_they_were_learned(tmp_path, trained_per_video):
+    _, model_dir = make_run_dir(tmp_path / "given", intrinsics="given")
+    given = run_export_cli([f"--model_dir={model_dir}", f"--output={tmp_path / 'exported'}"])[0]
+    frame = tf.zeros([1, HEIGHT, WIDTH, 3], tf.uint8)
+    for path in (given, trained_per_video[1]):
+        outputs = tf.saved_model.load(path).signatures["motion"](image1=frame, image2=frame)
+        assert sorted(outputs) == ["residual_translation", "rotation", "translation"]
 
 
 def test_export_before_the_burn_in_ends_predicts_no_residual_field(exported, fresh_outputs):

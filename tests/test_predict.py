@@ -131,6 +131,18 @@ def test_ply_backprojects_depth_with_the_normalised_intrinsics(dashcam):
         np.testing.assert_array_equal(colours[v * width + u], image[v, u])
 
 
+def test_ply_without_intrinsics_from_a_model_that_learned_none_is_one_clear_error(tmp_path):
+    _, model_dir = make_run_dir(tmp_path / "run", intrinsics="given")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(np.zeros((HEIGHT, WIDTH, 3), np.uint8)).save(frames / f"{name}.png")
+    with pytest.raises(BadInputError, match="predicts no intrinsics.*pass --intrinsics"):
+        run_cli([f"--input={frames}", f"--output_dir={tmp_path / 'out'}", f"--model_dir={model_dir}",
+                 "--ply"])
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
 def test_image_inputs_give_no_video(dashcam):
     out, summary, _ = dashcam
     assert summary.video is None
