@@ -51,6 +51,7 @@ class TrainConfig:
     rigid_motion: str = "antisymmetric"
     egomotion: str = "learned"
     cascade: bool = True
+    motion_depth_normalization: bool = False
     auto_mask: bool = True
     use_mask: bool = False
     foreground_dilation: int = 8
@@ -268,6 +269,7 @@ def build_model(config, strategy):
             rigid_motion=config.rigid_motion,
             egomotion=config.egomotion,
             cascade=config.cascade,
+            motion_depth_normalization=config.motion_depth_normalization,
             auto_mask=config.auto_mask,
             use_mask=config.use_mask,
             foreground_dilation=config.foreground_dilation,

@@ -41,6 +41,7 @@ class DepthMotionModel(keras.Model):
         rigid_motion="antisymmetric",
         egomotion="learned",
         cascade=True,
+        motion_depth_normalization=False,
         auto_mask=True,
         use_mask=False,
         foreground_dilation=8,
@@ -65,6 +66,9 @@ class DepthMotionModel(keras.Model):
         self.egomotion = egomotion
         self.clip_norm = clip_norm
         self.cascade = cascade
+        if motion_depth_normalization and not cascade:
+            raise ValueError("motion_depth_normalization needs cascade (the motion net's depth input)")
+        self.motion_depth_normalization = motion_depth_normalization
         self.use_mask = use_mask
         self.foreground_dilation = foreground_dilation
         self.summary_every = summary_every
@@ -149,9 +153,7 @@ class DepthMotionModel(keras.Model):
         """
         batch = tf.shape(image1)[0]
         depth = self.depth_net(tf.concat([image1, image2], 0))
-        motion = self.motion_net(
-            self._motion_input(tf.concat([image1, image2], 0), depth), step=step
-        )
+        motion = self._motion(tf.concat([image1, image2], 0), depth, training=False, step=step)
         rotation, translation = self._learned_rigid_motion(motion)
         pair_k = _average_directions(motion["intrinsics"])
         return {
@@ -176,9 +178,7 @@ class DepthMotionModel(keras.Model):
         """
         images = _both_directions(batch["rgb"])  # [2B]: sources of 1→2, then of 2→1
         depth = self.depth_net(images, training=training, step=step)
-        motion = self.motion_net(
-            self._motion_input(images, depth), training=training, step=step
-        )
+        motion = self._motion(images, depth, training=training, step=step)
         rotation, background = self._rigid_motion(batch, motion)
         residual = motion["residual_translation"]
         if self.use_mask:
@@ -218,6 +218,28 @@ class DepthMotionModel(keras.Model):
         if self.rigid_motion == "antisymmetric":
             return antisymmetric_motion(rotation, translation)
         return rotation, translation
+
+    def _motion(self, images, depth, training, step):
+        """The motion net's outputs for the ``[2B]`` rows of both directions.
+
+        With ``motion_depth_normalization`` the depths enter divided by their
+        pair's mean depth ``s`` (the same for both directions) and both
+        translations come out multiplied by ``s``: scaling a pair's depths by
+        ``c`` then scales its translations by ``c``, and the warp is unchanged.
+        """
+        if not self.motion_depth_normalization:
+            return self.motion_net(
+                self._motion_input(images, depth), training=training, step=step
+            )
+        scale = pair_mean_depth(depth)  # [2B, 1, 1, 1]
+        motion = self.motion_net(
+            self._motion_input(images, depth / scale), training=training, step=step
+        )
+        return dict(
+            motion,
+            background_translation=motion["background_translation"] * scale[:, 0, 0],
+            residual_translation=motion["residual_translation"] * scale,
+        )
 
     def _motion_input(self, images, depth):
         """``[2B, H, W, 8]`` (RGB, depth, RGB, depth) or ``[2B, H, W, 6]`` without cascade."""
@@ -458,6 +480,16 @@ def antisymmetric_motion(rotation, translation):
     return _with_inverse(
         (rotation[:half] - rotation[half:]) / 2.0, (translation[:half] - translation[half:]) / 2.0
     )
+
+
+def pair_mean_depth(depth):
+    """``[2B, 1, 1, 1]``: each pair's mean depth over both frames, the same in both directions.
+
+    Args:
+        depth: ``[2B, H, W, 1]`` depths, rows ``[0:B]`` frame 1 and ``[B:2B]`` frame 2 of each pair.
+    """
+    frame_mean = tf.reduce_mean(tf.cast(depth, tf.float32), axis=[1, 2, 3], keepdims=True)
+    return (frame_mean + _swap_directions(frame_mean)) / 2.0
 
 
 def _average_directions(k):

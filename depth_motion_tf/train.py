@@ -71,6 +71,9 @@ _HELP = {
     "scale_normalization": "Divide depths and translations by the step's mean depth in the losses.",
     "target_depth_stop_gradient": "No gradient through the warp's target depth (reference default).",
     "cascade": "Feed predicted depths to the motion net (8 input channels).",
+    "motion_depth_normalization": "Feed the motion net the depths divided by the pair's mean "
+    "depth and multiply its translations by it, so the rigid warp is exactly invariant to the "
+    "scale of each pair's depth (needs --cascade; README).",
     "auto_mask": "Zero the residual field where its norm is below the mean.",
     "use_mask": "Multiply the residual field by dilated foreground masks from the data.",
     "foreground_dilation": "Dilation of the foreground masks in pixels.",

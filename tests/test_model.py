@@ -328,6 +328,37 @@ def test_forward_and_inference_use_the_same_parametrisation(mode):
     np.testing.assert_allclose(backward["translation"], translation[2:], atol=1e-6)
 
 
+@pytest.mark.parametrize("normalized", [True, False])
+def test_motion_depth_normalization_makes_the_translations_follow_the_pairs_depth_scale(normalized):
+    keras.utils.set_random_seed(3)
+    model = _model(motion_depth_normalization=normalized)
+    images = tf.concat([_batch()["rgb"][:, 0], _batch()["rgb"][:, 1]], 0)  # [2B]: 1→2, then 2→1
+    depth = tf.random.uniform([4, HEIGHT, WIDTH, 1], 1.0, 3.0, seed=0)
+    factor = tf.constant([2.0, 0.5, 2.0, 0.5])[:, None, None, None]  # per pair, both directions
+    plain = model._motion(images, depth, training=False, step=None)
+    scaled = model._motion(images, depth * factor, training=False, step=None)
+    for name, factor_shape in [("background_translation", [4, 1]), ("residual_translation", [4, 1, 1, 1])]:
+        expected = plain[name] * tf.reshape(factor, factor_shape)
+        if normalized:  # exactly equivariant: the warp of a rescaled pair is unchanged
+            np.testing.assert_allclose(scaled[name], expected, rtol=1e-4, atol=1e-9)
+        else:  # the paper's raw depth input: the translations do not follow the scale
+            assert not np.allclose(scaled[name], expected, rtol=1e-2, atol=1e-9)
+    if normalized:
+        np.testing.assert_allclose(scaled["rotation"], plain["rotation"], atol=1e-6)
+
+
+def test_pair_mean_depth_is_the_same_in_both_directions():
+    from depth_motion_tf.model import pair_mean_depth
+
+    depth = tf.reshape(tf.constant([1.0, 3.0, 5.0, 7.0]), [4, 1, 1, 1]) * tf.ones([4, 2, 3, 1])
+    np.testing.assert_allclose(pair_mean_depth(depth)[:, 0, 0, 0], [3.0, 5.0, 3.0, 5.0])
+
+
+def test_motion_depth_normalization_needs_the_cascade():
+    with pytest.raises(ValueError, match="needs cascade"):
+        DepthMotionModel(height=HEIGHT, width=WIDTH, cascade=False, motion_depth_normalization=True)
+
+
 def test_predict_motion_applies_the_burn_in_weight_of_the_step():
     model = _model(field_burnin_steps=100)
     batch = _batch()
