@@ -853,8 +853,9 @@ def synthetic_config(
     Raises:
         ValueError: on a non-positive size or count, fewer than 3 frames per
             video, a ``parked_fraction`` or ``waiting_fraction`` outside
-            [0, 1], a negative ``crossing_boxes``, or a ``crossing_distance``
-            that is not ``(near, far)`` with ``1 <= near < far``.
+            [0, 1], a negative ``crossing_boxes``, a ``crossing_distance``
+            that is not ``(near, far)`` with ``1 <= near < far``, or a
+            ``waiting_fraction`` or ``crossing_distance`` without crossing boxes.
     """
     if min(height, width, train_videos, test_videos, supersample) < 1:
         raise ValueError(
@@ -873,6 +874,11 @@ def synthetic_config(
     if crossing_boxes < 0:
         raise ValueError(f"synthetic: crossing_boxes must be >= 0, got {crossing_boxes}")
     crossing_distance = _distances(crossing_distance)
+    if not crossing_boxes and (waiting_fraction or crossing_distance):
+        raise ValueError(
+            "synthetic: waiting_fraction and crossing_distance place crossing boxes: "
+            "they need crossing_boxes >= 1"
+        )
     name = (
         f"{height}x{width}_train{train_videos}_test{test_videos}"
         f"_frames{frames_per_video}_seed{seed}_ss{supersample}"

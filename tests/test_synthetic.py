@@ -451,6 +451,12 @@ def test_waiting_fraction_is_in_the_config_name_and_range_checked():
         synthetic.synthetic_config(32, 64, 1, 1, 4, waiting_fraction=-0.1)
 
 
+@pytest.mark.parametrize("option", [{"waiting_fraction": 0.5}, {"crossing_distance": (2, 16)}])
+def test_crossing_options_without_crossing_boxes_are_refused(option):
+    with pytest.raises(ValueError, match="need crossing_boxes >= 1"):
+        synthetic.synthetic_config(32, 64, 1, 1, 4, **option)
+
+
 def test_fingerprint_leaves_out_later_options_at_the_values_of_the_builds_before_them(tmp_path):
     def flags(**options):
         config = synthetic.synthetic_config(32, 64, 1, 1, 4, **options)
@@ -462,8 +468,8 @@ def test_fingerprint_leaves_out_later_options_at_the_values_of_the_builds_before
     assert before["supersample"] == 2
     assert flags(parked_fraction=0.25)["parked_fraction"] == 0.25
     assert flags(crossing_boxes=2)["crossing_boxes"] == 2
-    assert flags(waiting_fraction=0.5)["waiting_fraction"] == 0.5
-    assert flags(crossing_distance=(2, 16))["crossing_distance"] == [2.0, 16.0]
+    assert flags(crossing_boxes=2, waiting_fraction=0.5)["waiting_fraction"] == 0.5
+    assert flags(crossing_boxes=2, crossing_distance=(2, 16))["crossing_distance"] == [2.0, 16.0]
 
 
 def test_config_rejects_videos_shorter_than_a_triplet():
