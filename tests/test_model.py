@@ -332,7 +332,8 @@ def test_forward_and_inference_use_the_same_parametrisation(mode):
 def test_motion_depth_normalization_makes_the_translations_follow_the_pairs_depth_scale(normalized):
     keras.utils.set_random_seed(3)
     model = _model(motion_depth_normalization=normalized)
-    images = tf.concat([_batch()["rgb"][:, 0], _batch()["rgb"][:, 1]], 0)  # [2B]: 1→2, then 2→1
+    rgb = _batch()["rgb"]
+    images = tf.concat([rgb[:, 0], rgb[:, 1]], 0)  # [2B]: 1→2, then 2→1
     depth = tf.random.uniform([4, HEIGHT, WIDTH, 1], 1.0, 3.0, seed=0)
     factor = tf.constant([2.0, 0.5, 2.0, 0.5])[:, None, None, None]  # per pair, both directions
     plain = model._motion(images, depth, training=False, step=None)
