@@ -35,6 +35,19 @@ def _back_project(depth, intrinsics):
     return np.stack([(u - cx) / fx * depth, (v - cy) / fy * depth, depth], axis=-1)
 
 
+def _project(points, intrinsics):
+    """Pinhole projection of ``[..., 3]`` camera-frame points.
+
+    Returns:
+        ``(x, y, in_view)``: ``[...]`` pixel coordinates, and whether each point
+        lies in front of the camera and inside the image.
+    """
+    fx, fy, cx, cy = intrinsics
+    z = points[..., 2]
+    x, y = fx * points[..., 0] / z + cx, fy * points[..., 1] / z + cy
+    return x, y, (x >= 0) & (x <= WIDTH - 1) & (y >= 0) & (y <= HEIGHT - 1) & (z > 0)
+
+
 def _bilinear(image, x, y):
     """Samples [H, W, C] at float pixel coordinates (inside [0, W-1] x [0, H-1])."""
     x0 = np.clip(np.floor(x).astype(int), 0, image.shape[1] - 2)
@@ -54,19 +67,8 @@ def _warp_to_next(video, t):
     points = _back_project(frames[t].depth, intrinsics)
     relative = np.linalg.inv(poses[t + 1]) @ poses[t]
     moved = points @ relative[:3, :3].T + relative[:3, 3]
-    fx, fy, cx, cy = intrinsics
-    z = moved[..., 2]
-    x = fx * moved[..., 0] / z + cx
-    y = fy * moved[..., 1] / z + cy
-    valid = (
-        (x >= 0)
-        & (x <= WIDTH - 1)
-        & (y >= 0)
-        & (y <= HEIGHT - 1)
-        & (z > 0)
-        & ~frames[t].mask
-    )
-    return x, y, z, valid
+    x, y, in_view = _project(moved, intrinsics)
+    return x, y, moved[..., 2], in_view & ~frames[t].mask
 
 
 def test_rendering_is_deterministic_for_a_seed():
@@ -244,17 +246,17 @@ def _box_flow(video, t, velocity):
         ``(start, static, moved)``, ``[N, 2]`` pixel coordinates each.
     """
     _, poses, intrinsics, frames = video
-    fx, fy, cx, cy = intrinsics
     points = _back_project(frames[t].depth, intrinsics)[frames[t].mask]
     world = points @ poses[t][:3, :3].T + poses[t][:3, 3]
     to_next = np.linalg.inv(poses[t + 1])
 
-    def project(x):
-        camera = x @ to_next[:3, :3].T + to_next[:3, 3]
-        return np.stack([fx * camera[:, 0] / camera[:, 2] + cx, fy * camera[:, 1] / camera[:, 2] + cy], -1)
+    def pixels(camera):
+        return np.stack(_project(camera, intrinsics)[:2], -1)
 
-    start = np.stack([fx * points[:, 0] / points[:, 2] + cx, fy * points[:, 1] / points[:, 2] + cy], -1)
-    return start, project(world), project(world + velocity)
+    def project(x):
+        return pixels(x @ to_next[:3, :3].T + to_next[:3, 3])
+
+    return pixels(points), project(world), project(world + velocity)
 
 
 def _along_and_across(start, static, moved):
@@ -331,15 +333,13 @@ def _aligning_field(video, t, depth):
         of each pixel's epipolar plane.
     """
     _, poses, intrinsics, frames = video
-    fx, fy, cx, cy = intrinsics
     points = _back_project(frames[t].depth, intrinsics)
     relative = np.linalg.inv(poses[t + 1]) @ poses[t]
     rotated, translation = points @ relative[:3, :3].T, relative[:3, 3]
     true_place = rotated + _true_translation_field(video, t)
     warped = (depth / frames[t].depth)[..., None] * rotated + translation
     scale = np.sum(true_place * warped, -1, keepdims=True) / np.sum(true_place**2, -1, keepdims=True)
-    x, y = (fx * true_place[..., 0] / true_place[..., 2] + cx, fy * true_place[..., 1] / true_place[..., 2] + cy)
-    in_view = (true_place[..., 2] > 0) & (x >= 0) & (x <= WIDTH - 1) & (y >= 0) & (y <= HEIGHT - 1)
+    in_view = _project(true_place, intrinsics)[2]
     field = np.where(in_view[..., None], scale * true_place - warped, 0.0)
     normal = np.cross(np.broadcast_to(translation, rotated.shape), rotated)
     return field, normal / np.linalg.norm(normal, axis=-1, keepdims=True)
