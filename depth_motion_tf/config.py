@@ -52,6 +52,7 @@ class TrainConfig:
     egomotion: str = "learned"
     cascade: bool = True
     motion_depth_normalization: bool = False
+    residual_field: str = "free"
     auto_mask: bool = True
     use_mask: bool = False
     foreground_dilation: int = 8
@@ -270,6 +271,7 @@ def build_model(config, strategy):
             egomotion=config.egomotion,
             cascade=config.cascade,
             motion_depth_normalization=config.motion_depth_normalization,
+            residual_field=config.residual_field,
             auto_mask=config.auto_mask,
             use_mask=config.use_mask,
             foreground_dilation=config.foreground_dilation,

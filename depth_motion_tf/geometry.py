@@ -195,7 +195,7 @@ def per_video_intrinsics(params, height, width):
     return intrinsics_matrix(a * half_perimeter, b * half_perimeter, c * width, d * height)
 
 
-def _pixel_grid(height, width):
+def pixel_grid(height, width):
     """``[H, W, 3]`` float32 homogeneous pixel coordinates ``(u, v, 1)``."""
     u, v = tf.meshgrid(tf.range(width, dtype=tf.float32), tf.range(height, dtype=tf.float32))
     return tf.stack([u, v, tf.ones_like(u)], axis=-1)
@@ -247,7 +247,7 @@ def warp_depth(depth, translation, rotation, intrinsics):
     height, width = shape[1], shape[2]
 
     projection = intrinsics @ rotation_matrix(rotation) @ invert_intrinsics(intrinsics)
-    rotated = tf.einsum("bij,hwj->bhwi", projection, _pixel_grid(height, width))
+    rotated = tf.einsum("bij,hwj->bhwi", projection, pixel_grid(height, width))
     if translation.shape.rank == 2:
         moved = tf.linalg.matvec(intrinsics, translation)[:, None, None, :]
     else:

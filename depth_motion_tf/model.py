@@ -9,13 +9,14 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from depth_motion_tf import geometry, visualize
+from depth_motion_tf import field_projection, geometry, visualize
 from depth_motion_tf.losses import DepthMotionLosses, LossWeights
 from depth_motion_tf.networks import DepthNet, MotionNet
 
 INTRINSICS_MODES = ("given", "learned", "learned_per_video")
 RIGID_MOTION_MODES = ("antisymmetric", "independent")
 EGOMOTION_MODES = ("learned", "given")
+RESIDUAL_FIELD_MODES = ("free", "unexplained")
 
 
 def _check_choice(name, value, choices):
@@ -42,6 +43,7 @@ class DepthMotionModel(keras.Model):
         egomotion="learned",
         cascade=True,
         motion_depth_normalization=False,
+        residual_field="free",
         auto_mask=True,
         use_mask=False,
         foreground_dilation=8,
@@ -60,6 +62,7 @@ class DepthMotionModel(keras.Model):
         _check_choice("intrinsics_mode", intrinsics_mode, INTRINSICS_MODES)
         _check_choice("rigid_motion", rigid_motion, RIGID_MOTION_MODES)
         _check_choice("egomotion", egomotion, EGOMOTION_MODES)
+        _check_choice("residual_field", residual_field, RESIDUAL_FIELD_MODES)
         self.height, self.width = height, width
         self.intrinsics_mode = intrinsics_mode
         self.rigid_motion = rigid_motion
@@ -69,6 +72,7 @@ class DepthMotionModel(keras.Model):
         if motion_depth_normalization and not cascade:
             raise ValueError("motion_depth_normalization needs cascade (the motion net's depth input)")
         self.motion_depth_normalization = motion_depth_normalization
+        self.residual_field = residual_field
         self.use_mask = use_mask
         self.foreground_dilation = foreground_dilation
         self.summary_every = summary_every
@@ -156,10 +160,13 @@ class DepthMotionModel(keras.Model):
         motion = self._motion(tf.concat([image1, image2], 0), depth, training=False, step=step)
         rotation, translation = self._learned_rigid_motion(motion)
         pair_k = _average_directions(motion["intrinsics"])
+        both_k = pair_k if intrinsics is None else tf.concat([intrinsics, intrinsics], 0)
+        residual = self._residual_field(motion["residual_translation"], depth, rotation,
+                                        translation, both_k)
         return {
             "rotation": rotation[:batch],
             "translation": translation[:batch],
-            "residual_translation": motion["residual_translation"][:batch],
+            "residual_translation": residual[:batch],
             "intrinsics": pair_k[:batch] if intrinsics is None else intrinsics,
             "depth": depth[:batch],
         }
@@ -180,11 +187,12 @@ class DepthMotionModel(keras.Model):
         depth = self.depth_net(images, training=training, step=step)
         motion = self._motion(images, depth, training=training, step=step)
         rotation, background = self._rigid_motion(batch, motion)
-        residual = motion["residual_translation"]
+        intrinsics = self._intrinsics(batch, motion["intrinsics"])
+        residual = self._residual_field(motion["residual_translation"], depth, rotation,
+                                        background, intrinsics)
         if self.use_mask:
             residual = residual * self._foreground(batch["mask"])
         translation = background[:, None, None, :] + residual  # T = t_bg + T_res
-        intrinsics = self._intrinsics(batch, motion["intrinsics"])
         losses, extras = self.compute_losses(
             images,
             _swap_directions(images),
@@ -218,6 +226,17 @@ class DepthMotionModel(keras.Model):
         if self.rigid_motion == "antisymmetric":
             return antisymmetric_motion(rotation, translation)
         return rotation, translation
+
+    def _residual_field(self, field, depth, rotation, translation, intrinsics):
+        """The residual field ``[2B, H, W, 3]`` the warp uses, by ``residual_field``.
+
+        ``free`` (the paper's): the motion net's field as it is; ``unexplained``:
+        only what no depth change or small camera motion produces
+        (:func:`field_projection.unexplained_motion`).
+        """
+        if self.residual_field == "free":
+            return field
+        return field_projection.unexplained_motion(field, depth, rotation, translation, intrinsics)
 
     def _motion(self, images, depth, training, step):
         """The motion net's outputs for the ``[2B]`` rows of both directions.

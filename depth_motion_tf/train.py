@@ -74,6 +74,9 @@ _HELP = {
     "motion_depth_normalization": "Feed the motion net the depths divided by the pair's mean "
     "depth and multiply its translations by it, so the rigid warp is exactly invariant to the "
     "scale of each pair's depth (needs --cascade; README).",
+    "residual_field": "free (the paper's: the motion net's 3D field as it is) or unexplained (only "
+    "its part that no depth change and no small camera motion can produce: across each pixel's "
+    "epipolar plane, less its robust fit by a rigid motion; README).",
     "auto_mask": "Zero the residual field where its norm is below the mean.",
     "use_mask": "Multiply the residual field by dilated foreground masks from the data.",
     "foreground_dilation": "Dilation of the foreground masks in pixels.",
@@ -98,6 +101,7 @@ _ENUMS = {
     "rigid_motion": ["antisymmetric", "independent"],
     "learning_rate_decay": ["none", "cosine"],
     "egomotion": ["learned", "given"],
+    "residual_field": ["free", "unexplained"],
     "sparsity": ["l1_2", "l1"],
 }
 

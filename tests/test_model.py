@@ -360,6 +360,33 @@ def test_motion_depth_normalization_needs_the_cascade():
         DepthMotionModel(height=HEIGHT, width=WIDTH, cascade=False, motion_depth_normalization=True)
 
 
+@pytest.mark.parametrize("mode", ["free", "unexplained"])
+def test_forward_and_inference_warp_with_the_same_residual_field(mode):
+    from depth_motion_tf import field_projection
+
+    keras.utils.set_random_seed(4)
+    model = _model(residual_field=mode, field_burnin_steps=10, intrinsics_mode="learned")
+    batch = _batch(with_mask=False)
+    _, extras = model.forward(batch, training=False, step=tf.constant(10, tf.int64))
+    inferred = model.predict_motion(batch["rgb"][:, 0], batch["rgb"][:, 1])["residual_translation"]
+    np.testing.assert_allclose(inferred, extras["residual_translation"][:2], atol=1e-5)
+    _, rays = field_projection.rigid_points(extras["depth"], extras["rotation"],
+                                            extras["background_translation"], extras["intrinsics"])
+    normals = field_projection.epipolar_normals(rays, extras["background_translation"])
+    field = extras["residual_translation"].numpy()
+    along_planes = field - field_projection.across_epipolar_planes(extras["residual_translation"], normals)
+    ratio = np.linalg.norm(along_planes, axis=-1).max() / np.linalg.norm(field, axis=-1).max()
+    if mode == "unexplained":
+        assert ratio < 1e-4
+    else:  # the paper's free 3D field has a part within the planes
+        assert ratio > 0.1
+
+
+def test_residual_field_mode_is_checked():
+    with pytest.raises(ValueError, match="residual_field"):
+        DepthMotionModel(height=HEIGHT, width=WIDTH, residual_field="masked")
+
+
 def test_predict_motion_applies_the_burn_in_weight_of_the_step():
     model = _model(field_burnin_steps=100)
     batch = _batch()
