@@ -67,10 +67,8 @@ def across_epipolar_planes(field, normals):
     Returns:
         The same shape as ``field``.
     """
-    if field.shape.rank == 5:
-        normals = normals[..., None]
-    return tf.reduce_sum(field * normals, axis=-2 if field.shape.rank == 5 else -1,
-                         keepdims=True) * normals
+    normals = normals if field.shape.rank == 4 else normals[..., None]
+    return tf.reduce_sum(field * normals, axis=3, keepdims=True) * normals
 
 
 def rigid_motion_basis(points):
@@ -106,14 +104,14 @@ def without_rigid_motion(field, basis, iterations=3):
         ``[B, H, W, 3]`` float32 residual of the fit.
     """
     basis = tf.stop_gradient(basis)
+    identity = tf.eye(basis.shape[-1])
     weight = tf.ones_like(field[..., 0])
     for round_ in range(iterations + 1):
         gram = tf.einsum("bhw,bhwik,bhwil->bkl", weight, basis, basis)
         moment = tf.einsum("bhw,bhwik,bhwi->bk", weight, basis, field)
         # Ridge relative to the Gram's scale: a basis field that vanishes stays unused.
         ridge = 1e-6 * tf.reduce_mean(tf.linalg.diag_part(gram), -1)[:, None, None] + 1e-12
-        size = basis.shape[-1]
-        coefficients = tf.linalg.solve(gram + ridge * tf.eye(size), moment[..., None])[..., 0]
+        coefficients = tf.linalg.solve(gram + ridge * identity, moment[..., None])[..., 0]
         residual = field - tf.einsum("bhwik,bk->bhwi", basis, coefficients)
         if round_ < iterations:
             norm = tf.norm(residual, axis=-1)
