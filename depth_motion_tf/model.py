@@ -9,7 +9,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from depth_motion_tf import field_projection, geometry, visualize
+from depth_motion_tf import field_projection, geometry, networks, visualize
 from depth_motion_tf.losses import DepthMotionLosses, LossWeights
 from depth_motion_tf.networks import DepthNet, MotionNet
 
@@ -79,8 +79,10 @@ class DepthMotionModel(keras.Model):
         self.depth_net = DepthNet(
             learn_scale=learn_depth_scale, noise_rampup_steps=noise_rampup_steps
         )
+        # The auto-mask acts on the field the warp uses: in ``unexplained`` mode, the projected one.
+        self.auto_mask = auto_mask
         self.motion_net = MotionNet(
-            auto_mask=auto_mask, field_burnin_steps=field_burnin_steps
+            auto_mask=auto_mask and residual_field == "free", field_burnin_steps=field_burnin_steps
         )
         self.compute_losses = DepthMotionLosses(
             loss_weights, sparsity=sparsity, num_scales=num_scales,
@@ -230,13 +232,14 @@ class DepthMotionModel(keras.Model):
     def _residual_field(self, field, depth, rotation, translation, intrinsics):
         """The residual field ``[2B, H, W, 3]`` the warp uses, by ``residual_field``.
 
-        ``free`` (the paper's): the motion net's field as it is; ``unexplained``:
-        only what no depth change or small camera motion produces
-        (:func:`field_projection.unexplained_motion`).
+        ``free`` (the paper's): the motion net's field as it is (auto-masked there,
+        if on); ``unexplained``: only what no depth change or small camera motion
+        produces (:func:`field_projection.unexplained_motion`), then auto-masked (if on).
         """
         if self.residual_field == "free":
             return field
-        return field_projection.unexplained_motion(field, depth, rotation, translation, intrinsics)
+        field = field_projection.unexplained_motion(field, depth, rotation, translation, intrinsics)
+        return networks.auto_mask(field) if self.auto_mask else field
 
     def _motion(self, images, depth, training, step):
         """The motion net's outputs for the ``[2B]`` rows of both directions.

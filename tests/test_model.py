@@ -382,6 +382,21 @@ def test_forward_and_inference_warp_with_the_same_residual_field(mode):
         assert ratio > 0.1
 
 
+def test_unexplained_field_is_auto_masked_after_its_projection():
+    from depth_motion_tf.networks import auto_mask
+
+    batch = _batch(with_mask=False)
+    fields = []
+    for masked in (False, True):
+        keras.utils.set_random_seed(4)
+        model = _model(residual_field="unexplained", auto_mask=masked, field_burnin_steps=10)
+        assert not model.motion_net.auto_mask  # the raw field is not masked
+        _, extras = model.forward(batch, training=False, step=tf.constant(10, tf.int64))
+        fields.append(extras["residual_translation"].numpy())
+    np.testing.assert_allclose(fields[1], auto_mask(tf.constant(fields[0])), atol=1e-6)
+    assert 0.0 < np.mean(np.all(fields[1] == 0.0, axis=-1)) < 1.0
+
+
 def test_residual_field_mode_is_checked():
     with pytest.raises(ValueError, match="residual_field"):
         DepthMotionModel(height=HEIGHT, width=WIDTH, residual_field="masked")
