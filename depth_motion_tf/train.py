@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from depth_motion_tf import cli, data, export, geometry, visualize
+from depth_motion_tf.model import EGOMOTION_MODES, INTRINSICS_MODES, RESIDUAL_FIELD_MODES, RIGID_MOTION_MODES
 from depth_motion_tf.config import TrainConfig, build_model, precision_scope, save_config
 from depth_motion_tf.losses import LossWeights
 
@@ -97,11 +98,11 @@ _LOSS_HELP = {
 _ENUMS = {
     "pair": list(data.PAIRS),
     "mixed_precision": ["auto", "off", "on", "mixed_float16", "mixed_bfloat16"],
-    "intrinsics": ["given", "learned", "learned_per_video"],
-    "rigid_motion": ["antisymmetric", "independent"],
+    "intrinsics": list(INTRINSICS_MODES),
+    "rigid_motion": list(RIGID_MOTION_MODES),
     "learning_rate_decay": ["none", "cosine"],
-    "egomotion": ["learned", "given"],
-    "residual_field": ["free", "unexplained"],
+    "egomotion": list(EGOMOTION_MODES),
+    "residual_field": list(RESIDUAL_FIELD_MODES),
     "sparsity": ["l1_2", "l1"],
 }
 
