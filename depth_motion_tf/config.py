@@ -53,6 +53,7 @@ class TrainConfig:
     cascade: bool = True
     motion_depth_normalization: bool = False
     residual_field: str = "free"
+    field_input: str = "frames"
     auto_mask: bool = True
     use_mask: bool = False
     foreground_dilation: int = 8
@@ -272,6 +273,7 @@ def build_model(config, strategy):
             cascade=config.cascade,
             motion_depth_normalization=config.motion_depth_normalization,
             residual_field=config.residual_field,
+            field_input=config.field_input,
             auto_mask=config.auto_mask,
             use_mask=config.use_mask,
             foreground_dilation=config.foreground_dilation,

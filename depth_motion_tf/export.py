@@ -81,6 +81,8 @@ class _Serving(tf.Module):
             self.depth = _depth_function(model, jit_compile)
         if "motion" in signatures:
             self.motion_net = model.motion_net
+            if getattr(model, "field_net", None) is not None:
+                self.field_net = model.field_net
             if getattr(model, "video_intrinsics", None) is not None:
                 self.video_intrinsics = model.video_intrinsics
             self.motion = _motion_function(model, checkpoint_step(model))

@@ -274,6 +274,26 @@ def warp_depth(depth, translation, rotation, intrinsics):
     return pixel_x, pixel_y, z, mask
 
 
+def rigid_warp(image, depth, rotation, translation, intrinsics):
+    """Frame 2 resampled onto frame 1's pixels by the rigid motion (METHOD.md §7, ``--field_input``).
+
+    Where each frame-1 pixel lands under ``depth``, ``rotation`` and the camera
+    ``translation`` (:func:`warp_depth`), ``image`` is sampled bilinearly; pixels
+    that leave the view or land behind the camera are 0. Where the scene is
+    static and the depth and motion right, the result equals frame 1.
+
+    Args:
+        image: ``[B, H, W, C]`` float, frame 2.
+        depth: ``[B, H, W, 1]`` float, frame-1 depth.
+        rotation, translation: ``[B, 3]`` float, radians and depth units, 1 → 2.
+        intrinsics: ``[B, 3, 3]`` float ``K`` in pixels.
+    Returns:
+        ``[B, H, W, C]`` float32.
+    """
+    pixel_x, pixel_y, _, mask = warp_depth(depth, translation, rotation, intrinsics)
+    return resample(image, pixel_x, pixel_y) * tf.cast(mask, tf.float32)[..., None]
+
+
 def _zero_non_finite(tensor):
     return tf.where(tf.math.is_finite(tensor), tensor, tf.zeros_like(tensor))
 

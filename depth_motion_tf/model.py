@@ -17,6 +17,7 @@ INTRINSICS_MODES = ("given", "learned", "learned_per_video")
 RIGID_MOTION_MODES = ("antisymmetric", "independent")
 EGOMOTION_MODES = ("learned", "given")
 RESIDUAL_FIELD_MODES = ("free", "unexplained")
+FIELD_INPUT_MODES = ("frames", "rigid_warp")
 
 
 def _check_choice(name, value, choices):
@@ -44,6 +45,7 @@ class DepthMotionModel(keras.Model):
         cascade=True,
         motion_depth_normalization=False,
         residual_field="free",
+        field_input="frames",
         auto_mask=True,
         use_mask=False,
         foreground_dilation=8,
@@ -63,6 +65,7 @@ class DepthMotionModel(keras.Model):
         _check_choice("rigid_motion", rigid_motion, RIGID_MOTION_MODES)
         _check_choice("egomotion", egomotion, EGOMOTION_MODES)
         _check_choice("residual_field", residual_field, RESIDUAL_FIELD_MODES)
+        _check_choice("field_input", field_input, FIELD_INPUT_MODES)
         self.height, self.width = height, width
         self.intrinsics_mode = intrinsics_mode
         self.rigid_motion = rigid_motion
@@ -73,6 +76,7 @@ class DepthMotionModel(keras.Model):
             raise ValueError("motion_depth_normalization needs cascade (the motion net's depth input)")
         self.motion_depth_normalization = motion_depth_normalization
         self.residual_field = residual_field
+        self.field_input = field_input
         self.use_mask = use_mask
         self.foreground_dilation = foreground_dilation
         self.summary_every = summary_every
@@ -81,9 +85,18 @@ class DepthMotionModel(keras.Model):
         )
         # The auto-mask acts on the field the warp uses: in ``unexplained`` mode, the projected one.
         self.auto_mask = auto_mask
+        net_auto_mask = auto_mask and residual_field == "free"
         self.motion_net = MotionNet(
-            auto_mask=auto_mask and residual_field == "free", field_burnin_steps=field_burnin_steps
+            auto_mask=net_auto_mask, field_burnin_steps=field_burnin_steps,
+            with_field=field_input == "frames",
         )
+        if field_input == "rigid_warp":
+            # Its translation scale multiplies only the field: learned, it would switch it off
+            # (docs/learning.md), so it is held at its initial value.
+            self.field_net = MotionNet(
+                auto_mask=net_auto_mask, field_burnin_steps=field_burnin_steps,
+                learn_translation_scale=False, name="field_net",
+            )
         self.compute_losses = DepthMotionLosses(
             loss_weights, sparsity=sparsity, num_scales=num_scales,
             scale_normalization=scale_normalization,
@@ -159,12 +172,14 @@ class DepthMotionModel(keras.Model):
         """
         batch = tf.shape(image1)[0]
         depth = self.depth_net(tf.concat([image1, image2], 0))
-        motion = self._motion(tf.concat([image1, image2], 0), depth, training=False, step=step)
+        images = tf.concat([image1, image2], 0)
+        motion = self._motion(self.motion_net, images, depth, training=False, step=step)
         rotation, translation = self._learned_rigid_motion(motion)
         pair_k = _average_directions(motion["intrinsics"])
         both_k = pair_k if intrinsics is None else tf.concat([intrinsics, intrinsics], 0)
-        residual = self._residual_field(motion["residual_translation"], depth, rotation,
-                                        translation, both_k)
+        field = self._raw_field(motion, images, depth, rotation, translation, both_k,
+                                training=False, step=step)
+        residual = self._residual_field(field, depth, rotation, translation, both_k)
         return {
             "rotation": rotation[:batch],
             "translation": translation[:batch],
@@ -187,11 +202,12 @@ class DepthMotionModel(keras.Model):
         """
         images = _both_directions(batch["rgb"])  # [2B]: sources of 1→2, then of 2→1
         depth = self.depth_net(images, training=training, step=step)
-        motion = self._motion(images, depth, training=training, step=step)
+        motion = self._motion(self.motion_net, images, depth, training=training, step=step)
         rotation, background = self._rigid_motion(batch, motion)
         intrinsics = self._intrinsics(batch, motion["intrinsics"])
-        residual = self._residual_field(motion["residual_translation"], depth, rotation,
-                                        background, intrinsics)
+        field = self._raw_field(motion, images, depth, rotation, background, intrinsics,
+                                training=training, step=step)
+        residual = self._residual_field(field, depth, rotation, background, intrinsics)
         if self.use_mask:
             residual = residual * self._foreground(batch["mask"])
         translation = background[:, None, None, :] + residual  # T = t_bg + T_res
@@ -241,34 +257,56 @@ class DepthMotionModel(keras.Model):
         field = field_projection.unexplained_motion(field, depth, rotation, translation, intrinsics)
         return networks.auto_mask(field) if self.auto_mask else field
 
-    def _motion(self, images, depth, training, step):
-        """The motion net's outputs for the ``[2B]`` rows of both directions.
+    def _raw_field(self, motion, images, depth, rotation, translation, intrinsics, training, step):
+        """The residual field ``[2B, H, W, 3]`` before ``residual_field``'s projection, by ``field_input``.
+
+        ``frames`` (the paper's): the motion net's own field; ``rigid_warp``: the
+        field net's, given the frame pairs and, as 3 more channels, the other
+        frame rigidly warped onto each source frame by ``depth``, ``rotation``,
+        ``translation`` and ``intrinsics`` (:func:`geometry.rigid_warp`, no
+        gradient through it), so that what the camera motion does not align
+        is in plain view.
+        """
+        if self.field_input == "frames":
+            return motion["residual_translation"]
+        warped = geometry.rigid_warp(_swap_directions(images), depth, rotation, translation,
+                                     intrinsics)
+        field_motion = self._motion(self.field_net, images, depth, training=training, step=step,
+                                    cue=tf.stop_gradient(warped))
+        return field_motion["residual_translation"]
+
+    def _motion(self, net, images, depth, training, step, cue=None):
+        """A motion net's (``motion_net``'s or ``field_net``'s) outputs for the ``[2B]`` rows.
 
         With ``motion_depth_normalization`` the depths enter divided by their
-        pair's mean depth ``s`` (the same for both directions) and both
+        pair's mean depth ``s`` (the same for both directions) and the
         translations come out multiplied by ``s``: scaling a pair's depths by
         ``c`` then scales its translations by ``c``, and the warp is unchanged.
         """
         if not self.motion_depth_normalization:
-            return self.motion_net(
-                self._motion_input(images, depth), training=training, step=step
-            )
+            return net(self._motion_input(images, depth, cue), training=training, step=step)
         scale = pair_mean_depth(depth)  # [2B, 1, 1, 1]
-        motion = self.motion_net(
-            self._motion_input(images, depth / scale), training=training, step=step
-        )
-        return dict(
-            motion,
-            background_translation=motion["background_translation"] * scale[:, 0, 0],
-            residual_translation=motion["residual_translation"] * scale,
-        )
+        motion = net(self._motion_input(images, depth / scale, cue), training=training, step=step)
+        motion = dict(motion, background_translation=motion["background_translation"] * scale[:, 0, 0])
+        if "residual_translation" in motion:
+            motion["residual_translation"] = motion["residual_translation"] * scale
+        return motion
 
-    def _motion_input(self, images, depth):
-        """``[2B, H, W, 8]`` (RGB, depth, RGB, depth) or ``[2B, H, W, 6]`` without cascade."""
+    def _motion_input(self, images, depth, cue=None):
+        """``[2B, H, W, 8]`` (RGB, depth, RGB, depth) or ``[2B, H, W, 6]`` without cascade,
+        followed by the ``cue`` channels if given."""
         other_images, other_depth = _swap_directions(images), _swap_directions(depth)
         if self.cascade:
-            return tf.concat([images, depth, other_images, other_depth], -1)
-        return tf.concat([images, other_images], -1)
+            channels = [images, depth, other_images, other_depth]
+        else:
+            channels = [images, other_images]
+        return tf.concat(channels + ([] if cue is None else [cue]), -1)
+
+    def field_variables(self):
+        """The trainable variables used only by the residual field (zero gradients while inactive)."""
+        if self.field_input == "frames":
+            return self.motion_net.field_variables()
+        return self.field_net.trainable_variables
 
     def _foreground(self, mask):
         """Source-frame foreground masks ``[2B, H, W, 1]`` dilated by ``foreground_dilation`` px."""
@@ -361,7 +399,7 @@ class DepthMotionModel(keras.Model):
         """
         pairs = [(g, v) for g, v in zip(gradients, self.trainable_variables) if g is not None]
         gradients, variables = [g for g, _ in pairs], [v for _, v in pairs]
-        field = {id(v) for v in self.motion_net.field_variables()}
+        field = {id(v) for v in self.field_variables()}
         awake = [i for i, v in enumerate(variables) if id(v) not in field]
 
         def count(is_finite):

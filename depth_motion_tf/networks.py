@@ -518,18 +518,24 @@ class MotionNet(keras.Model):
     - ``background_translation`` [B, 3]: in depth units;
     - ``residual_translation`` [B, H, W, 3]: per-pixel, in depth units,
       auto-masked (if on) and weighted by :func:`motion_field_burnin` when
-      ``step`` is given (``step=None``: fully on);
+      ``step`` is given (``step=None``: fully on); absent with ``with_field=False``;
     - ``intrinsics`` [B, 3, 3]: in pixels.
+
+    ``with_field=False`` builds no field layers (the field then comes from another
+    network); ``learn_translation_scale=False`` holds the translation scale at its
+    initial value (for a network whose translation scale multiplies only the field).
     """
 
     def __init__(
         self, auto_mask=True, field_burnin_steps=FIELD_BURNIN_STEPS, weight_decay=0.0,
-        name="motion_net", **kwargs,
+        with_field=True, learn_translation_scale=True, name="motion_net", **kwargs,
     ):
         super().__init__(name=name, **kwargs)
         self.auto_mask = auto_mask
         self.field_burnin_steps = field_burnin_steps
         self.weight_decay = weight_decay
+        self.with_field = with_field
+        self.learn_translation_scale = learn_translation_scale
         self._regularizer = _weight_regularizer(weight_decay)
         self.encoder_convs = [
             self._conv(filters, 3, f"conv{index}", strides=2, layer=_conv_class(filters))
@@ -538,14 +544,15 @@ class MotionNet(keras.Model):
         self.background_motion = self._conv(
             6, 1, "background_motion", activation=None, use_bias=False, dtype="float32"
         )
-        self.residual_translation = self._conv(
-            3, 1, "residual_translation", activation=None, dtype="float32"
-        )
-        # Refinement levels: c7 .. c1, then the network input (level 0).
-        self.refinements = [
-            MotionFieldRefinement(weight_decay, name=f"refine{level}")
-            for level in range(len(MOTION_ENCODER_FILTERS), -1, -1)
-        ]
+        if with_field:
+            self.residual_translation = self._conv(
+                3, 1, "residual_translation", activation=None, dtype="float32"
+            )
+            # Refinement levels: c7 .. c1, then the network input (level 0).
+            self.refinements = [
+                MotionFieldRefinement(weight_decay, name=f"refine{level}")
+                for level in range(len(MOTION_ENCODER_FILTERS), -1, -1)
+            ]
         self.intrinsics_focal = self._conv(
             2, 1, "intrinsics_focal", activation=None, dtype="float32"
         )
@@ -553,7 +560,7 @@ class MotionNet(keras.Model):
             2, 1, "intrinsics_offset", activation=None, use_bias=False, dtype="float32"
         )
         self.rotation_scale = self._scale("rotation_scale")
-        self.translation_scale = self._scale("translation_scale")
+        self.translation_scale = self._scale("translation_scale", learn_translation_scale)
 
     def _conv(
         self, filters, kernel_size, name, strides=1, activation="relu", use_bias=True, dtype=None,
@@ -564,10 +571,10 @@ class MotionNet(keras.Model):
             use_bias=use_bias, kernel_regularizer=self._regularizer, name=name, dtype=dtype,
         )
 
-    def _scale(self, name):
+    def _scale(self, name, trainable=True):
         return self.add_weight(
             shape=(), initializer=keras.initializers.Constant(MOTION_SCALE_INIT), name=name,
-            autocast=False, constraint=MinValue(LEARNED_SCALE_MIN),
+            autocast=False, constraint=MinValue(LEARNED_SCALE_MIN), trainable=trainable,
         )
 
     def _intrinsics(self, bottleneck, height, width):
@@ -605,6 +612,13 @@ class MotionNet(keras.Model):
         translation = background[:, 0, 0, 3:] * self.translation_scale
 
         shape = tf.shape(inputs)
+        outputs = {
+            "rotation": rotation,
+            "background_translation": translation,
+            "intrinsics": self._intrinsics(bottleneck, shape[1], shape[2]),
+        }
+        if not self.with_field:
+            return outputs
         field_fn = lambda: self._residual_field(background, encoded, inputs)  # noqa: E731
         if step is None:
             field = field_fn()
@@ -617,12 +631,7 @@ class MotionNet(keras.Model):
                 lambda: field_fn() * weight,
                 lambda: tf.zeros(tf.concat([shape[:3], [3]], 0), tf.float32),
             )
-        return {
-            "rotation": rotation,
-            "background_translation": translation,
-            "residual_translation": field,
-            "intrinsics": self._intrinsics(bottleneck, shape[1], shape[2]),
-        }
+        return dict(outputs, residual_translation=field)
 
     def field_active(self, step):
         """Scalar bool: whether the residual field is computed at ``step`` (burn-in weight > 0)."""
@@ -630,6 +639,8 @@ class MotionNet(keras.Model):
 
     def field_variables(self):
         """The trainable variables used only by the residual field (zero gradients while inactive)."""
+        if not self.with_field:
+            return []
         layers = [self.residual_translation, *self.refinements]
         return [v for layer in layers for v in layer.trainable_variables]
 
@@ -659,6 +670,8 @@ class MotionNet(keras.Model):
                 "auto_mask": self.auto_mask,
                 "field_burnin_steps": self.field_burnin_steps,
                 "weight_decay": self.weight_decay,
+                "with_field": self.with_field,
+                "learn_translation_scale": self.learn_translation_scale,
             }
         )
         return config

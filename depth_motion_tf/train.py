@@ -22,7 +22,9 @@ import numpy as np
 import tensorflow as tf
 
 from depth_motion_tf import cli, data, export, geometry, visualize
-from depth_motion_tf.model import EGOMOTION_MODES, INTRINSICS_MODES, RESIDUAL_FIELD_MODES, RIGID_MOTION_MODES
+from depth_motion_tf.model import (
+    EGOMOTION_MODES, FIELD_INPUT_MODES, INTRINSICS_MODES, RESIDUAL_FIELD_MODES, RIGID_MOTION_MODES,
+)
 from depth_motion_tf.config import TrainConfig, build_model, precision_scope, save_config
 from depth_motion_tf.losses import LossWeights
 
@@ -78,6 +80,10 @@ _HELP = {
     "residual_field": "free (the paper's: the motion net's 3D field as it is) or unexplained (only "
     "its part that no depth change and no small camera motion can produce: across each pixel's "
     "epipolar plane, less its robust fit by a rigid motion; README).",
+    "field_input": "frames (the paper's: the motion net's field, from the frame pair and depths) or "
+    "rigid_warp (a second network's, given as well the other frame warped onto each source frame "
+    "by the depth and the camera motion, so that what the camera motion leaves misaligned is in "
+    "view; README).",
     "auto_mask": "Zero the residual field where its norm is below the mean.",
     "use_mask": "Multiply the residual field by dilated foreground masks from the data.",
     "foreground_dilation": "Dilation of the foreground masks in pixels.",
@@ -103,6 +109,7 @@ _ENUMS = {
     "learning_rate_decay": ["none", "cosine"],
     "egomotion": list(EGOMOTION_MODES),
     "residual_field": list(RESIDUAL_FIELD_MODES),
+    "field_input": list(FIELD_INPUT_MODES),
     "sparsity": ["l1_2", "l1"],
 }
 
@@ -284,8 +291,9 @@ def evaluate_motion_on(model, config, batch_size=8):
         least-squares scale), and when the data has masks ``field_share`` (the
         share of the residual field's magnitude inside the moving-object masks,
         dilated by ``foreground_dilation``) with ``mask_share`` (their area
-        share: the chance level), or None for a zero field (burn-in); with
-        masks and depth, ``depth_by_region`` (:func:`_depth_by_region`).
+        share: the chance level), or None for a zero field (burn-in), and
+        ``field_size`` (:func:`_field_size`); with masks and depth,
+        ``depth_by_region`` (:func:`_depth_by_region`).
     """
     from depth_motion_tf import features as F
     from depth_motion_tf import metrics, odometry
@@ -326,7 +334,7 @@ def evaluate_motion_on(model, config, batch_size=8):
         start += len(video)
     result["ate"] = {"mean": float(np.mean(errors)) if errors else float("nan"), "snippets": len(errors)}
     if F.MASK in examples[0]:
-        result.update(_field_share(predicted["field"], examples, config))
+        result.update(_field_share(predicted["field"], predicted["1→2"], examples, config))
     if F.MASK in examples[0] and F.DEPTH in examples[0]:
         result["depth_by_region"] = _depth_by_region(model, frames[:, 0], examples, config)
     return result
@@ -356,8 +364,13 @@ def _depth_by_region(model, images, examples, config):
             for name, values in zip(("moving", "static"), means)}
 
 
-def _field_share(field, examples, config):
-    """``field_share`` / ``mask_share`` of :func:`evaluate_motion_on` (frame 1's masks)."""
+def _field_share(field, translation, examples, config):
+    """``field_share``, ``mask_share`` and ``field_size`` of :func:`evaluate_motion_on` (frame 1's masks).
+
+    Args:
+        field: ``[N, H, W, 3]`` the residual field 1→2 of every pair.
+        translation: ``[N, 3]`` the camera translation 1→2 of every pair.
+    """
     from depth_motion_tf import features as F
 
     masks = np.stack([e[F.MASK][0] for e in examples]).astype(np.float32) / 255.0
@@ -369,7 +382,26 @@ def _field_share(field, examples, config):
     return {
         "field_share": float(magnitude[dilated].sum() / total) if total > 0 else None,
         "mask_share": float(dilated.mean()),
+        "field_size": _field_size(magnitude, np.linalg.norm(translation, axis=-1), dilated),
     }
+
+
+def _field_size(magnitude, translation_norm, inside):
+    """The field's mean size over its pair's camera translation, inside the masks and elsewhere.
+
+    Args:
+        magnitude: ``[N, H, W]`` the field's norm per pixel.
+        translation_norm: ``[N]`` the camera translation's norm per pair.
+        inside: ``[N, H, W]`` bool, the dilated moving-object masks.
+    Returns:
+        dict ``moving`` / ``static``: mean of ``|T_res| / |t|`` over those pixels (None where there
+        are none), pairs with a zero camera translation left out.
+    """
+    moved = translation_norm > 0
+    relative = magnitude[moved] / translation_norm[moved, None, None]
+    regions = {"moving": inside[moved], "static": ~inside[moved]}
+    return {name: float(relative[region].mean()) if region.any() else None
+            for name, region in regions.items()}
 
 
 class LearningCurve(keras.callbacks.Callback):
@@ -578,6 +610,11 @@ def print_motion_report(motion):
                f"{100 * share:.1f}% of its magnitude inside the dilated moving-object masks")
             + f" (the masks cover {100 * motion['mask_share']:.1f}% of the pixels: chance)"
         )
+        if share is not None:
+            moving, static = ("none" if v is None else f"{100 * v:.2f}%"
+                              for v in motion["field_size"].values())
+            print(f"Residual motion field over the camera translation: {moving} on the dilated "
+                  f"moving-object masks, {static} elsewhere (mean per pixel)")
     if motion.get("depth_by_region"):
         regions = motion["depth_by_region"]
         moving, static = ("none" if v is None else f"{v:.3f}" for v in regions.values())

@@ -201,18 +201,21 @@ def test_unknown_signature_flag_is_a_usage_error(exported):
 
 @pytest.fixture(scope="module")
 def trained_per_video(tmp_path_factory):
-    """``(model, saved_model)``: a per-video-intrinsics model at step 1e6 (burn-in over), exported."""
+    """``(model, saved_model)``: a per-video-intrinsics model with the field from the rigid warp
+    (``--field_input=rigid_warp``: a second network) at step 1e6 (burn-in over), exported."""
     root = tmp_path_factory.mktemp("per_video")
     config = config_lib.TrainConfig(data="unused", model_dir=str(root), height=HEIGHT, width=WIDTH,
-                                     intrinsics="learned_per_video", num_videos=3)
+                                     intrinsics="learned_per_video", num_videos=3,
+                                     field_input="rigid_warp")
     model = config_lib.build_model(config, tf.distribute.get_strategy())
     model.optimizer.iterations.assign(1_000_000)
     return model, export.export_saved_model(model, str(root / "saved_model"))
 
 
-def test_per_video_intrinsics_table_is_stored_with_the_networks(trained_per_video):
+def test_per_video_intrinsics_table_and_field_net_are_stored_with_the_networks(trained_per_video):
     model, path = trained_per_video
-    stored = model.depth_net.weights + model.motion_net.weights + [model.video_intrinsics]
+    networks = model.depth_net.weights + model.motion_net.weights + model.field_net.weights
+    stored = networks + [model.video_intrinsics]
     assert saved_variable_shapes(path) == shapes_of(stored)
 
 

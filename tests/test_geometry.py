@@ -202,6 +202,24 @@ def test_points_landing_outside_the_image_are_invalid():
 # --- resample ----------------------------------------------------------------
 
 
+def test_rigid_warp_without_motion_returns_the_image():
+    image = tf.random.stateless_uniform([2, 6, 8, 3], seed=[1, 2])
+    warped = geometry.rigid_warp(image, tf.fill([2, 6, 8, 1], 4.0), tf.zeros([2, 3]),
+                                 tf.zeros([2, 3]), _k(5.0, 5.0, 3.5, 2.5, batch=2))
+    # The last column and row land on the border and are invalid (x' < W-1 is required).
+    np.testing.assert_allclose(warped[:, :-1, :-1], image[:, :-1, :-1], atol=1e-6)
+    assert np.all(warped.numpy()[:, :, -1] == 0.0) and np.all(warped.numpy()[:, -1] == 0.0)
+
+
+def test_rigid_warp_of_a_sideways_step_samples_frame2_shifted_by_f_t_over_z():
+    # A plane at depth 4, the camera stepping 0.8 along x: every pixel lands 5 * 0.8 / 4 = 1 px left.
+    image = tf.random.stateless_uniform([1, 6, 8, 3], seed=[3, 4])
+    warped = geometry.rigid_warp(image, tf.fill([1, 6, 8, 1], 4.0), tf.zeros([1, 3]),
+                                 tf.constant([[-0.8, 0.0, 0.0]]), _k(5.0, 5.0, 3.5, 2.5))
+    np.testing.assert_allclose(warped[:, :-1, 1:], image[:, :-1, :-1], atol=1e-5)
+    assert np.all(warped.numpy()[:, :, 0] == 0.0)  # lands left of the image
+
+
 def test_resample_at_integer_coordinates_returns_input_values():
     data = tf.random.uniform([2, 4, 5, 3])
     rows = np.random.randint(0, 4, [2, 3, 7])

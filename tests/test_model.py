@@ -360,12 +360,14 @@ def test_motion_depth_normalization_needs_the_cascade():
         DepthMotionModel(height=HEIGHT, width=WIDTH, cascade=False, motion_depth_normalization=True)
 
 
-@pytest.mark.parametrize("mode", ["free", "unexplained"])
-def test_forward_and_inference_warp_with_the_same_residual_field(mode):
+@pytest.mark.parametrize("mode, field_input", [("free", "frames"), ("unexplained", "frames"),
+                                               ("unexplained", "rigid_warp")])
+def test_forward_and_inference_warp_with_the_same_residual_field(mode, field_input):
     from depth_motion_tf import field_projection
 
     keras.utils.set_random_seed(4)
-    model = _model(residual_field=mode, field_burnin_steps=10, intrinsics_mode="learned")
+    model = _model(residual_field=mode, field_input=field_input, field_burnin_steps=10,
+                   intrinsics_mode="learned")
     batch = _batch(with_mask=False)
     _, extras = model.forward(batch, training=False, step=tf.constant(10, tf.int64))
     inferred = model.predict_motion(batch["rgb"][:, 0], batch["rgb"][:, 1])["residual_translation"]
@@ -395,6 +397,29 @@ def test_unexplained_field_is_auto_masked_after_its_projection():
         fields.append(extras["residual_translation"].numpy())
     np.testing.assert_allclose(fields[1], auto_mask(tf.constant(fields[0])), atol=1e-6)
     assert 0.0 < np.mean(np.all(fields[1] == 0.0, axis=-1)) < 1.0
+
+
+def test_rigid_warp_field_comes_from_the_field_net_and_passes_no_gradient_to_the_rigid_motion():
+    keras.utils.set_random_seed(5)
+    model = _model(field_input="rigid_warp", field_burnin_steps=10)
+    assert not model.motion_net.field_variables()  # the motion net builds no field layers
+    assert not model.field_net.translation_scale.trainable
+    assert model.field_variables() == model.field_net.trainable_variables
+    with tf.GradientTape(persistent=True) as tape:
+        losses, extras = model.forward(_batch(with_mask=False), training=True,
+                                       step=tf.constant(10, tf.int64))
+        field_sum = tf.reduce_sum(extras["residual_translation"])
+    # The warped frame is the field net's input only: no gradient reaches the rigid motion through it.
+    assert all(g is None for g in tape.gradient(field_sum, model.motion_net.trainable_variables))
+    field_gradients = tape.gradient(losses["total"], model.field_net.field_variables())
+    assert all(g is not None and np.all(np.isfinite(g)) for g in field_gradients)
+    assert any(np.any(g.numpy() != 0.0) for g in field_gradients)
+    assert np.any(extras["residual_translation"].numpy() != 0.0)
+
+
+def test_field_input_mode_is_checked():
+    with pytest.raises(ValueError, match="field_input"):
+        DepthMotionModel(height=HEIGHT, width=WIDTH, field_input="flow")
 
 
 def test_residual_field_mode_is_checked():

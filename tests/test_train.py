@@ -254,6 +254,18 @@ def test_depth_evaluator_predicts_once_per_optimizer_step(monkeypatch):
     assert evaluate_depth()["abs_rel"] == pytest.approx(0.0, abs=1e-7) and len(calls) == 2
 
 
+def test_field_size_is_the_mean_field_over_its_pairs_translation_by_region():
+    magnitude = np.zeros((3, 2, 2), np.float32)
+    magnitude[0] = [[0.5, 0.1], [0.1, 0.1]]  # |t| = 1: 50% on the object, 10% elsewhere
+    magnitude[1] = [[0.4, 0.0], [0.0, 0.0]]  # |t| = 2: 20% on the object, 0% elsewhere
+    magnitude[2] = 7.0  # |t| = 0: left out
+    inside = np.zeros((3, 2, 2), bool)
+    inside[:, 0, 0] = True
+    size = train._field_size(magnitude, np.array([1.0, 2.0, 0.0]), inside)
+    assert size["moving"] == pytest.approx(0.35) and size["static"] == pytest.approx(0.05)
+    assert train._field_size(magnitude, np.ones(3), np.zeros_like(inside))["moving"] is None
+
+
 def test_cli_reports_depth_ego_motion_field_and_learning_curve(tmp_path):
     """The quickstart's printout, on a tiny generated dataset with depth, poses and masks."""
     subprocess.run(
@@ -273,6 +285,7 @@ def test_cli_reports_depth_ego_motion_field_and_learning_curve(tmp_path):
     for line in ("constant depth (the floor)", "before training", "after training",
                  "Ego-motion 1→2 against the ground-truth poses: translation direction cosine",
                  "Ego-motion 2→1", "5-frame ATE:", "% of its magnitude inside the dilated moving-object masks",
+                 "Residual motion field over the camera translation: ",
                  "Depth abs_rel on the moving objects: ",
                  f"Learning curve (test abs_rel against step): {run_dir}/learning_curve.png",
                  "on disk in"):
