@@ -66,6 +66,9 @@ class DepthMotionModel(keras.Model):
         _check_choice("egomotion", egomotion, EGOMOTION_MODES)
         _check_choice("residual_field", residual_field, RESIDUAL_FIELD_MODES)
         _check_choice("field_input", field_input, FIELD_INPUT_MODES)
+        if field_input == "rigid_warp" and egomotion == "given":
+            raise ValueError("field_input=rigid_warp needs egomotion=learned (inference has no "
+                             "poses to warp by)")
         self.height, self.width = height, width
         self.intrinsics_mode = intrinsics_mode
         self.rigid_motion = rigid_motion

@@ -420,6 +420,8 @@ def test_rigid_warp_field_comes_from_the_field_net_and_passes_no_gradient_to_the
 def test_field_input_mode_is_checked():
     with pytest.raises(ValueError, match="field_input"):
         DepthMotionModel(height=HEIGHT, width=WIDTH, field_input="flow")
+    with pytest.raises(ValueError, match="rigid_warp needs egomotion=learned"):
+        DepthMotionModel(height=HEIGHT, width=WIDTH, field_input="rigid_warp", egomotion="given")
 
 
 def test_residual_field_mode_is_checked():
