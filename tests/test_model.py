@@ -336,8 +336,8 @@ def test_motion_depth_normalization_makes_the_translations_follow_the_pairs_dept
     images = tf.concat([rgb[:, 0], rgb[:, 1]], 0)  # [2B]: 1→2, then 2→1
     depth = tf.random.uniform([4, HEIGHT, WIDTH, 1], 1.0, 3.0, seed=0)
     factor = tf.constant([2.0, 0.5, 2.0, 0.5])[:, None, None, None]  # per pair, both directions
-    plain = model._motion(images, depth, training=False, step=None)
-    scaled = model._motion(images, depth * factor, training=False, step=None)
+    plain = model._motion(model.motion_net, images, depth, training=False, step=None)
+    scaled = model._motion(model.motion_net, images, depth * factor, training=False, step=None)
     for name, factor_shape in [("background_translation", [4, 1]), ("residual_translation", [4, 1, 1, 1])]:
         expected = plain[name] * tf.reshape(factor, factor_shape)
         if normalized:  # exactly equivariant: the warp of a rescaled pair is unchanged
