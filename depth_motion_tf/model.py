@@ -272,11 +272,16 @@ class DepthMotionModel(keras.Model):
         """
         if self.field_input == "frames":
             return motion["residual_translation"]
-        warped = geometry.rigid_warp(_swap_directions(images), depth, rotation, translation,
-                                     intrinsics)
-        field_motion = self._motion(self.field_net, images, depth, training=training, step=step,
-                                    cue=tf.stop_gradient(warped))
-        return field_motion["residual_translation"]
+
+        def field_fn():
+            warped = geometry.rigid_warp(_swap_directions(images), depth, rotation, translation,
+                                         intrinsics)
+            field_motion = self._motion(self.field_net, images, depth, training=training,
+                                        step=None, cue=tf.stop_gradient(warped))
+            return field_motion["residual_translation"]
+
+        # During the burn-in neither the field net nor the warp runs.
+        return self.field_net.burned_in(field_fn, images, step)
 
     def _motion(self, net, images, depth, training, step, cue=None):
         """A motion net's (``motion_net``'s or ``field_net``'s) outputs for the ``[2B]`` rows.

@@ -611,27 +611,34 @@ class MotionNet(keras.Model):
         rotation = background[:, 0, 0, :3] * self.rotation_scale
         translation = background[:, 0, 0, 3:] * self.translation_scale
 
+        outputs = {"rotation": rotation, "background_translation": translation}
+        if self.with_field:
+            field_fn = lambda: self._residual_field(background, encoded, inputs)  # noqa: E731
+            outputs["residual_translation"] = self.burned_in(field_fn, inputs, step)
         shape = tf.shape(inputs)
-        outputs = {
-            "rotation": rotation,
-            "background_translation": translation,
-            "intrinsics": self._intrinsics(bottleneck, shape[1], shape[2]),
-        }
-        if not self.with_field:
-            return outputs
-        field_fn = lambda: self._residual_field(background, encoded, inputs)  # noqa: E731
+        outputs["intrinsics"] = self._intrinsics(bottleneck, shape[1], shape[2])
+        return outputs
+
+    def burned_in(self, field_fn, inputs, step):
+        """``field_fn()`` ``[B, H, W, 3]`` times the burn-in weight at ``step``.
+
+        While the weight is 0 the field is skipped, not computed and zeroed: the
+        same result, without its forward and backward cost.
+
+        Args:
+            field_fn: builds the field, ``[B, H, W, 3]`` float32.
+            inputs: ``[B, H, W, C]``, only its shape is used (that of the zeros).
+            step: scalar int (tensor), or None (fully on, ``field_fn()`` as is).
+        """
         if step is None:
-            field = field_fn()
-        else:
-            # While the burn-in weight is 0 the field is skipped, not computed and zeroed:
-            # the same result, without the refinement's forward and backward cost.
-            weight = motion_field_burnin(step, self.field_burnin_steps)
-            field = tf.cond(
-                self.field_active(step),
-                lambda: field_fn() * weight,
-                lambda: tf.zeros(tf.concat([shape[:3], [3]], 0), tf.float32),
-            )
-        return dict(outputs, residual_translation=field)
+            return field_fn()
+        weight = motion_field_burnin(step, self.field_burnin_steps)
+        shape = tf.shape(inputs)
+        return tf.cond(
+            self.field_active(step),
+            lambda: field_fn() * weight,
+            lambda: tf.zeros(tf.concat([shape[:3], [3]], 0), tf.float32),
+        )
 
     def field_active(self, step):
         """Scalar bool: whether the residual field is computed at ``step`` (burn-in weight > 0)."""

@@ -417,6 +417,20 @@ def test_rigid_warp_field_comes_from_the_field_net_and_passes_no_gradient_to_the
     assert np.any(extras["residual_translation"].numpy() != 0.0)
 
 
+def test_rigid_warp_skips_the_field_net_and_the_warp_during_the_burn_in(monkeypatch):
+    from depth_motion_tf import geometry
+
+    keras.utils.set_random_seed(5)
+    model = _model(field_input="rigid_warp", field_burnin_steps=10)  # off below step 5
+    warps = []
+    rigid_warp = geometry.rigid_warp
+    monkeypatch.setattr(geometry, "rigid_warp", lambda *args: warps.append(1) or rigid_warp(*args))
+    _, extras = model.forward(_batch(with_mask=False), training=True, step=tf.constant(1, tf.int64))
+    assert not warps and not np.any(extras["residual_translation"].numpy())
+    _, extras = model.forward(_batch(with_mask=False), training=True, step=tf.constant(10, tf.int64))
+    assert len(warps) == 1 and np.any(extras["residual_translation"].numpy())
+
+
 def test_field_input_mode_is_checked():
     with pytest.raises(ValueError, match="field_input"):
         DepthMotionModel(height=HEIGHT, width=WIDTH, field_input="flow")
