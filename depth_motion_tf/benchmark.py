@@ -22,6 +22,7 @@ process-wide), and prints one table and writes the results as JSON:
 The training steps run past the schedules' ramps (layer-norm noise and motion
 field fully on), so every part of the method is timed.
 """
+import itertools
 import json
 import os
 import resource
@@ -350,20 +351,20 @@ def run_benchmark(options, data_dir, progress=print):
     results = {"settings": options, "machine": machine_description(), "training": [],
                "input_pipeline": [], "inference": []}
     if "train" in options["sections"]:
-        for batch_size in options["batch_sizes"]:
-            for jit in options["jit_compile"]:
-                for precision in options["mixed_precision"]:
-                    for field_input in options["field_inputs"]:
-                        progress(f"training: batch {batch_size}, jit_compile={jit}, "
-                                 f"mixed_precision={precision}, field_input={field_input}")
-                        result = run_in_subprocess("train", dict(
-                            data_dir=data_dir, height=height, width=width, batch_size=batch_size,
-                            jit_compile=jit, mixed_precision=precision, field_input=field_input,
-                            warmup_steps=options["warmup_steps"], timed_steps=options["timed_steps"],
-                        ))
-                        result.update(batch_size=batch_size, jit_compile=jit, mixed_precision=precision,
-                                      field_input=field_input)
-                        results["training"].append(result)
+        for batch_size, jit, precision, field_input in itertools.product(
+            options["batch_sizes"], options["jit_compile"], options["mixed_precision"],
+            options["field_inputs"],
+        ):
+            progress(f"training: batch {batch_size}, jit_compile={jit}, "
+                     f"mixed_precision={precision}, field_input={field_input}")
+            result = run_in_subprocess("train", dict(
+                data_dir=data_dir, height=height, width=width, batch_size=batch_size,
+                jit_compile=jit, mixed_precision=precision, field_input=field_input,
+                warmup_steps=options["warmup_steps"], timed_steps=options["timed_steps"],
+            ))
+            result.update(batch_size=batch_size, jit_compile=jit, mixed_precision=precision,
+                          field_input=field_input)
+            results["training"].append(result)
     if "input" in options["sections"]:
         for threads in options["input_threads"]:
             for cache in options["input_cache"]:
