@@ -635,7 +635,7 @@ class MotionNet(keras.Model):
         weight = motion_field_burnin(step, self.field_burnin_steps)
         shape = tf.shape(inputs)
         return tf.cond(
-            self.field_active(step),
+            weight > 0,  # field_active(step), from the weight already computed
             lambda: field_fn() * weight,
             lambda: tf.zeros(tf.concat([shape[:3], [3]], 0), tf.float32),
         )
