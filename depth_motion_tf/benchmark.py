@@ -8,7 +8,7 @@ process-wide), and prints one table and writes the results as JSON:
 
 - ``training``: examples/s of the full ``train_step`` (both networks, both
   directions, all losses, the Adam update) for each batch size x
-  ``--jit_compile`` x ``--mixed_precision`` x ``--field_inputs``, the median of ``--timed_steps``
+  ``--jit_compile`` x ``--mixed_precision`` x ``--fields``, the median of ``--timed_steps``
   steps after ``--warmup_steps``; peak host RSS and GPU memory; FLOPs of one
   step (TF profiler on the traced graph) and the achieved FLOP/s next to a
   measured matmul rate in the same dtype (the attainable peak);
@@ -38,10 +38,16 @@ import numpy as np
 from depth_motion_tf import cli
 
 TRAIN_KEYS = (
-    "batch_size", "jit_compile", "mixed_precision", "field_input", "policy", "replicas", "xla_active",
+    "batch_size", "jit_compile", "mixed_precision", "field", "policy", "replicas", "xla_active",
     "step_ms", "examples_per_s", "host_peak_rss_mb", "gpu_peak_mb", "forward_flops",
     "train_step_flops", "achieved_flops_per_s", "matmul_flops_per_s", "fraction_of_matmul",
 )
+# ``--fields``: where the residual field comes from (the trainer's --field_network and --field_input).
+FIELD_SETTINGS = {
+    "shared": {"field_network": "shared", "field_input": "frames"},  # the paper's
+    "separate": {"field_network": "separate", "field_input": "frames"},
+    "rigid_warp": {"field_network": "separate", "field_input": "rigid_warp"},
+}
 INPUT_KEYS = ("threads", "cache", "batch_size", "examples_per_s", "host_peak_rss_mb")
 INFERENCE_KEYS = ("mixed_precision", "policy", "jit_compile", "batch_size", "latency_ms",
                   "examples_per_s", "flops_per_example", "floor_ms", "max_relative_difference")
@@ -144,14 +150,14 @@ def matmul_flops_per_s(dtype, size=None):
 
 
 def benchmark_training(data_dir, height, width, batch_size, jit_compile, mixed_precision,
-                       warmup_steps, timed_steps, field_input="frames"):
+                       warmup_steps, timed_steps, field="shared"):
     """Times the full ``train_step`` of one configuration (run it in a fresh process).
 
     One real batch from ``data.make_dataset`` is repeated (the input pipeline is
     measured on its own), distributed by the trainer's strategy and fed to the
     Keras train function that ``fit`` uses; each timed step waits for its loss.
-    The step is past the field's burn-in, so the field (and, with
-    ``field_input="rigid_warp"``, the field net) is computed.
+    The step is past the field's burn-in, so the field (and, with ``field``
+    ``"separate"`` or ``"rigid_warp"`` of ``FIELD_SETTINGS``, the field net) is computed.
 
     Returns:
         dict with the keys of ``TRAIN_KEYS``.
@@ -165,7 +171,7 @@ def benchmark_training(data_dir, height, width, batch_size, jit_compile, mixed_p
     strategy = train.make_strategy()
     config = config_lib.TrainConfig(
         data=data_dir, model_dir=tempfile.mkdtemp(), height=height, width=width,
-        batch_size=batch_size, jit_compile=jit_compile, seed=0, field_input=field_input,
+        batch_size=batch_size, jit_compile=jit_compile, seed=0, **FIELD_SETTINGS[field],
     )
     model = config_lib.build_model(config, strategy)
     batch = next(iter(data.make_dataset(data_dir, "train", batch_size, height, width, seed=0)))
@@ -190,7 +196,7 @@ def benchmark_training(data_dir, height, width, batch_size, jit_compile, mixed_p
         "batch_size": batch_size,
         "jit_compile": jit_compile,
         "mixed_precision": mixed_precision,
-        "field_input": field_input,
+        "field": field,
         "policy": policy,
         "replicas": strategy.num_replicas_in_sync,
         "xla_active": bool(getattr(model._losses_and_gradients, "_jit_compile", False)),
@@ -351,19 +357,19 @@ def run_benchmark(options, data_dir, progress=print):
     results = {"settings": options, "machine": machine_description(), "training": [],
                "input_pipeline": [], "inference": []}
     if "train" in options["sections"]:
-        for batch_size, jit, precision, field_input in itertools.product(
+        for batch_size, jit, precision, field in itertools.product(
             options["batch_sizes"], options["jit_compile"], options["mixed_precision"],
-            options["field_inputs"],
+            options["fields"],
         ):
             progress(f"training: batch {batch_size}, jit_compile={jit}, "
-                     f"mixed_precision={precision}, field_input={field_input}")
+                     f"mixed_precision={precision}, field={field}")
             result = run_in_subprocess("train", dict(
                 data_dir=data_dir, height=height, width=width, batch_size=batch_size,
-                jit_compile=jit, mixed_precision=precision, field_input=field_input,
+                jit_compile=jit, mixed_precision=precision, field=field,
                 warmup_steps=options["warmup_steps"], timed_steps=options["timed_steps"],
             ))
             result.update(batch_size=batch_size, jit_compile=jit, mixed_precision=precision,
-                          field_input=field_input)
+                          field=field)
             results["training"].append(result)
     if "input" in options["sections"]:
         for threads in options["input_threads"]:
@@ -418,9 +424,9 @@ def summarize(results):
     - ``input_over_training``: the slowest full-core input pipeline over the
       fastest training configuration (examples/s).
     - ``xla_speedup``: step time without XLA / with XLA (float32, largest batch,
-      ``field_input=frames``).
+      ``field=shared``).
     - ``mixed_precision_speedup``: step time float32 / mixed (no XLA, largest
-      batch, ``field_input=frames``).
+      batch, ``field=shared``).
     - ``inference_mixed_precision_speedup``: batch-1 SavedModel latency float32 /
       mixed (no XLA).
     """
@@ -435,7 +441,7 @@ def summarize(results):
     fastest_train = max((r["examples_per_s"] for r in ok_train), default=None)
     full_input = [r["examples_per_s"] for r in ok_input if r["threads"] == os.cpu_count()]
     batch = max((r["batch_size"] for r in ok_train), default=None)
-    paper = {"batch_size": batch, "field_input": "frames"}  # the training ratios' step
+    paper = {"batch_size": batch, "field": "shared"}  # the training ratios' step
 
     def ratio(a, b):
         return a / b if a and b else None
@@ -510,8 +516,10 @@ def define_flags():
     flags.DEFINE_list("mixed_precision", ["off", "on"],
                       "Precision settings: off, on (mixed_float16 on GPU, mixed_bfloat16 on CPU), "
                       "mixed_float16, mixed_bfloat16.")
-    flags.DEFINE_list("field_inputs", ["frames"],
-                      "Training --field_input settings to time: frames, rigid_warp (adds the field net).")
+    flags.DEFINE_list("fields", ["shared"],
+                      "Where the timed step's residual field comes from: shared (the paper's: the "
+                      "motion net's), separate (--field_network=separate: a second network), "
+                      "rigid_warp (the same, given the rigid warp as well).")
     flags.DEFINE_integer("warmup_steps", 2, "Untimed calls before timing (tracing, compilation).")
     flags.DEFINE_integer("timed_steps", 10, "Timed training steps (the median is reported).")
     flags.DEFINE_list("input_threads", ["1", "all"], "Input pipeline thread pools: a number or 'all'.")
@@ -546,8 +554,6 @@ def _positive_ints(values, name, also=()):
 
 def options_from_flags():
     """The CLI's values as a JSON-able dict (validated)."""
-    from depth_motion_tf.model import FIELD_INPUT_MODES
-
     if not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.output))):
         raise app.UsageError(f"--output={FLAGS.output}: its folder does not exist")
     if FLAGS.height % 32 or FLAGS.width % 32:
@@ -555,9 +561,9 @@ def options_from_flags():
     unknown = set(FLAGS.sections) - set(SECTIONS)
     if unknown:
         raise app.UsageError(f"--sections: unknown {sorted(unknown)}; choose from {SECTIONS}")
-    for value in FLAGS.field_inputs:
-        if value not in FIELD_INPUT_MODES:
-            raise app.UsageError(f"--field_inputs: unknown setting {value!r}; choose from {FIELD_INPUT_MODES}")
+    for value in FLAGS.fields:
+        if value not in FIELD_SETTINGS:
+            raise app.UsageError(f"--fields: unknown setting {value!r}; choose from {list(FIELD_SETTINGS)}")
     for value in FLAGS.mixed_precision:
         if value not in ("auto", "off", "on", "mixed_float16", "mixed_bfloat16"):
             raise app.UsageError(f"--mixed_precision: unknown setting {value!r}")
@@ -567,7 +573,7 @@ def options_from_flags():
         "batch_sizes": _positive_ints(FLAGS.batch_sizes, "batch_sizes"),
         "jit_compile": _on_off(FLAGS.jit_compile, "jit_compile"),
         "mixed_precision": list(FLAGS.mixed_precision),
-        "field_inputs": list(FLAGS.field_inputs),
+        "fields": list(FLAGS.fields),
         "warmup_steps": FLAGS.warmup_steps,
         "timed_steps": FLAGS.timed_steps,
         "input_threads": [0 if t == "all" else t for t in

@@ -54,6 +54,7 @@ class TrainConfig:
     motion_depth_normalization: bool = False
     residual_field: str = "free"
     field_input: str = "frames"
+    field_network: str = "shared"
     auto_mask: bool = True
     use_mask: bool = False
     foreground_dilation: int = 8
@@ -274,6 +275,7 @@ def build_model(config, strategy):
             motion_depth_normalization=config.motion_depth_normalization,
             residual_field=config.residual_field,
             field_input=config.field_input,
+            field_network=config.field_network,
             auto_mask=config.auto_mask,
             use_mask=config.use_mask,
             foreground_dilation=config.foreground_dilation,

@@ -18,6 +18,7 @@ RIGID_MOTION_MODES = ("antisymmetric", "independent")
 EGOMOTION_MODES = ("learned", "given")
 RESIDUAL_FIELD_MODES = ("free", "unexplained")
 FIELD_INPUT_MODES = ("frames", "rigid_warp")
+FIELD_NETWORK_MODES = ("shared", "separate")
 
 
 def _check_choice(name, value, choices):
@@ -46,6 +47,7 @@ class DepthMotionModel(keras.Model):
         motion_depth_normalization=False,
         residual_field="free",
         field_input="frames",
+        field_network="shared",
         auto_mask=True,
         use_mask=False,
         foreground_dilation=8,
@@ -66,6 +68,10 @@ class DepthMotionModel(keras.Model):
         _check_choice("egomotion", egomotion, EGOMOTION_MODES)
         _check_choice("residual_field", residual_field, RESIDUAL_FIELD_MODES)
         _check_choice("field_input", field_input, FIELD_INPUT_MODES)
+        _check_choice("field_network", field_network, FIELD_NETWORK_MODES)
+        if field_input == "rigid_warp" and field_network == "shared":
+            raise ValueError("field_input=rigid_warp needs field_network=separate (the warp uses "
+                             "the motion net's camera motion, so a second network makes the field)")
         if field_input == "rigid_warp" and egomotion == "given":
             raise ValueError("field_input=rigid_warp needs egomotion=learned (inference has no "
                              "poses to warp by)")
@@ -80,6 +86,7 @@ class DepthMotionModel(keras.Model):
         self.motion_depth_normalization = motion_depth_normalization
         self.residual_field = residual_field
         self.field_input = field_input
+        self.field_network = field_network
         self.use_mask = use_mask
         self.foreground_dilation = foreground_dilation
         self.summary_every = summary_every
@@ -91,9 +98,9 @@ class DepthMotionModel(keras.Model):
         net_auto_mask = auto_mask and residual_field == "free"
         self.motion_net = MotionNet(
             auto_mask=net_auto_mask, field_burnin_steps=field_burnin_steps,
-            with_field=field_input == "frames",
+            with_field=field_network == "shared",
         )
-        if field_input == "rigid_warp":
+        if field_network == "separate":
             # Its translation scale multiplies only the field: learned, it would switch it off
             # (docs/learning.md), so it is held at its initial value.
             self.field_net = MotionNet(
@@ -261,23 +268,27 @@ class DepthMotionModel(keras.Model):
         return networks.auto_mask(field) if self.auto_mask else field
 
     def _raw_field(self, motion, images, depth, rotation, translation, intrinsics, training, step):
-        """The residual field ``[2B, H, W, 3]`` before ``residual_field``'s projection, by ``field_input``.
+        """The residual field ``[2B, H, W, 3]`` before ``residual_field``'s projection.
 
-        ``frames`` (the paper's): the motion net's own field; ``rigid_warp``: the
-        field net's, given the frame pairs and, as 3 more channels, the other
-        frame rigidly warped onto each source frame by ``depth``, ``rotation``,
-        ``translation`` and ``intrinsics`` (:func:`geometry.rigid_warp`, no
-        gradient through it), so that what the camera motion does not align
-        is in plain view.
+        ``field_network="shared"`` (the paper's): the motion net's own field.
+        ``"separate"``: the field net's, given the frame pairs and depths
+        (``field_input="frames"``) and with ``field_input="rigid_warp"``, as 3
+        more channels, the other frame rigidly warped onto each source frame by
+        ``depth``, ``rotation``, ``translation`` and ``intrinsics``
+        (:func:`geometry.rigid_warp`, no gradient through it), so that what the
+        camera motion does not align is in plain view.
         """
-        if self.field_input == "frames":
+        if self.field_network == "shared":
             return motion["residual_translation"]
 
         def field_fn():
-            warped = geometry.rigid_warp(_swap_directions(images), depth, rotation, translation,
-                                         intrinsics)
+            cue = None
+            if self.field_input == "rigid_warp":
+                warped = geometry.rigid_warp(_swap_directions(images), depth, rotation,
+                                             translation, intrinsics)
+                cue = tf.stop_gradient(warped)
             field_motion = self._motion(self.field_net, images, depth, training=training,
-                                        step=None, cue=tf.stop_gradient(warped))
+                                        step=None, cue=cue)
             return field_motion["residual_translation"]
 
         # During the burn-in neither the field net nor the warp runs.
@@ -312,9 +323,14 @@ class DepthMotionModel(keras.Model):
 
     def field_variables(self):
         """The trainable variables used only by the residual field (zero gradients while inactive)."""
-        if self.field_input == "frames":
+        if self.field_network == "shared":
             return self.motion_net.field_variables()
         return self.field_net.trainable_variables
+
+    def field_active(self, step):
+        """Scalar bool: whether the residual field is computed at ``step``, by ``field_network``."""
+        net = self.motion_net if self.field_network == "shared" else self.field_net
+        return net.field_active(step)
 
     def _foreground(self, mask):
         """Source-frame foreground masks ``[2B, H, W, 1]`` dilated by ``foreground_dilation`` px."""
@@ -429,7 +445,7 @@ class DepthMotionModel(keras.Model):
         def apply_awake(grads):
             self.optimizer.apply([grads[i] for i in awake], [variables[i] for i in awake])
 
-        field_on = self.motion_net.field_active(step)
+        field_on = self.field_active(step)
         if tf.__internal__.distribute.strategy_supports_no_merge_call():
             tf.cond(
                 finite,

@@ -23,7 +23,8 @@ import tensorflow as tf
 
 from depth_motion_tf import cli, data, export, geometry, visualize
 from depth_motion_tf.model import (
-    EGOMOTION_MODES, FIELD_INPUT_MODES, INTRINSICS_MODES, RESIDUAL_FIELD_MODES, RIGID_MOTION_MODES,
+    EGOMOTION_MODES, FIELD_INPUT_MODES, FIELD_NETWORK_MODES, INTRINSICS_MODES, RESIDUAL_FIELD_MODES,
+    RIGID_MOTION_MODES,
 )
 from depth_motion_tf.config import TrainConfig, build_model, precision_scope, save_config
 from depth_motion_tf.losses import LossWeights
@@ -80,10 +81,13 @@ _HELP = {
     "residual_field": "free (the paper's: the motion net's 3D field as it is) or unexplained (only "
     "its part that no depth change and no small camera motion can produce: across each pixel's "
     "epipolar plane, less its robust fit by a rigid motion; README).",
-    "field_input": "frames (the paper's: the motion net's field, from the frame pair and depths) or "
-    "rigid_warp (a second network's, given as well the other frame warped onto each source frame "
-    "by the depth and the camera motion, so that what the camera motion leaves misaligned is in "
-    "view; README).",
+    "field_input": "What the field's network sees: frames (the paper's: the frame pair and depths) "
+    "or rigid_warp (as well the other frame warped onto each source frame by the depth and the "
+    "camera motion, so that what the camera motion leaves misaligned is in view; needs "
+    "--field_network=separate; README).",
+    "field_network": "Which network makes the residual field: shared (the paper's: the motion "
+    "net's own field head) or separate (a second network of the motion net's architecture, its "
+    "translation scale held; README).",
     "auto_mask": "Zero the residual field where its norm is below the mean.",
     "use_mask": "Multiply the residual field by dilated foreground masks from the data.",
     "foreground_dilation": "Dilation of the foreground masks in pixels.",
@@ -110,6 +114,7 @@ _ENUMS = {
     "egomotion": list(EGOMOTION_MODES),
     "residual_field": list(RESIDUAL_FIELD_MODES),
     "field_input": list(FIELD_INPUT_MODES),
+    "field_network": list(FIELD_NETWORK_MODES),
     "sparsity": ["l1_2", "l1"],
 }
 

@@ -10,13 +10,13 @@ import pytest
 from depth_motion_tf import benchmark, config
 
 
-@pytest.mark.slow  # five fresh TensorFlow processes: about 2.5 minutes on 2 CPU cores
+@pytest.mark.slow  # six fresh TensorFlow processes: about 3 minutes on 2 CPU cores
 def test_tiny_run_prints_every_table_and_writes_every_key(tmp_path):
     output = tmp_path / "bench.json"
     command = [
         sys.executable, "-m", "depth_motion_tf.benchmark", "--height=32", "--width=64",
         "--batch_sizes=2", "--warmup_steps=1", "--timed_steps=2", "--jit_compile=off",
-        "--mixed_precision=off", "--field_inputs=frames,rigid_warp", "--input_threads=all", "--input_cache=off", "--input_batches=2",
+        "--mixed_precision=off", "--fields=shared,separate,rigid_warp", "--input_threads=all", "--input_cache=off", "--input_batches=2",
         "--inference_batch_sizes=1", "--inference_repeats=2", "--num_examples=4",
         f"--output={output}",
     ]
@@ -31,13 +31,14 @@ def test_tiny_run_prints_every_table_and_writes_every_key(tmp_path):
         ("input_pipeline", benchmark.INPUT_KEYS),
         ("inference", benchmark.INFERENCE_KEYS),
     ):
-        assert len(results[section]) == (2 if section == "training" else 1), results[section]
+        assert len(results[section]) == (3 if section == "training" else 1), results[section]
         assert set(keys) <= set(results[section][0]), results[section]
         assert results[section][0]["examples_per_s"] > 0
-    frames, rigid_warp = results["training"]
-    assert (frames["field_input"], rigid_warp["field_input"]) == ("frames", "rigid_warp")
-    assert frames["train_step_flops"] == 3 * frames["forward_flops"] > 0
-    assert rigid_warp["forward_flops"] > frames["forward_flops"]  # the field net on top
+    shared, separate, rigid_warp = results["training"]
+    assert [r["field"] for r in results["training"]] == ["shared", "separate", "rigid_warp"]
+    assert shared["train_step_flops"] == 3 * shared["forward_flops"] > 0
+    # The field net on top; seeing the warp as well, its first convolution has more inputs.
+    assert rigid_warp["forward_flops"] > separate["forward_flops"] > shared["forward_flops"]
     assert set(results["summary"]) == {"input_over_training", "xla_speedup", "mixed_precision_speedup",
                                        "inference_mixed_precision_speedup"}
     assert results["inference"][0]["max_relative_difference"] == 0.0  # float32 against itself
@@ -54,10 +55,10 @@ def test_summary_ratios_compare_the_matching_configurations():
         {"batch_size": 4, "jit_compile": True, "mixed_precision": "on", "error": "boom"},
     ]
     for row in training:
-        row["field_input"] = "frames"
+        row["field"] = "shared"
     # The field net's step is slower; listed first, it must not enter the paper's ratios.
     training.insert(0, {"batch_size": 4, "jit_compile": False, "mixed_precision": "off",
-                        "field_input": "rigid_warp", "examples_per_s": 1.0})
+                        "field": "rigid_warp", "examples_per_s": 1.0})
     inputs = [
         {"threads": 1, "cache": False, "examples_per_s": 10.0},
         {"threads": cores, "cache": False, "examples_per_s": 90.0},

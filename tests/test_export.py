@@ -201,12 +201,12 @@ def test_unknown_signature_flag_is_a_usage_error(exported):
 
 @pytest.fixture(scope="module")
 def trained_per_video(tmp_path_factory):
-    """``(model, saved_model)``: a per-video-intrinsics model with the field from the rigid warp
-    (``--field_input=rigid_warp``: a second network) at step 1e6 (burn-in over), exported."""
+    """``(model, saved_model)``: a per-video-intrinsics model with the field from a second network
+    (``--field_network=separate``) at step 1e6 (burn-in over), exported."""
     root = tmp_path_factory.mktemp("per_video")
     config = config_lib.TrainConfig(data="unused", model_dir=str(root), height=HEIGHT, width=WIDTH,
                                      intrinsics="learned_per_video", num_videos=3,
-                                     field_input="rigid_warp")
+                                     field_network="separate")
     model = config_lib.build_model(config, tf.distribute.get_strategy())
     model.optimizer.iterations.assign(1_000_000)
     return model, export.export_saved_model(model, str(root / "saved_model"))

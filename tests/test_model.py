@@ -360,14 +360,16 @@ def test_motion_depth_normalization_needs_the_cascade():
         DepthMotionModel(height=HEIGHT, width=WIDTH, cascade=False, motion_depth_normalization=True)
 
 
-@pytest.mark.parametrize("mode, field_input", [("free", "frames"), ("unexplained", "frames"),
-                                               ("unexplained", "rigid_warp")])
-def test_forward_and_inference_warp_with_the_same_residual_field(mode, field_input):
+@pytest.mark.parametrize("mode, field_input, network", [
+    ("free", "frames", "shared"), ("unexplained", "frames", "shared"),
+    ("free", "frames", "separate"), ("unexplained", "rigid_warp", "separate"),
+])
+def test_forward_and_inference_warp_with_the_same_residual_field(mode, field_input, network):
     from depth_motion_tf import field_projection
 
     keras.utils.set_random_seed(4)
-    model = _model(residual_field=mode, field_input=field_input, field_burnin_steps=10,
-                   intrinsics_mode="learned")
+    model = _model(residual_field=mode, field_input=field_input, field_network=network,
+                   field_burnin_steps=10, intrinsics_mode="learned")
     batch = _batch(with_mask=False)
     _, extras = model.forward(batch, training=False, step=tf.constant(10, tf.int64))
     inferred = model.predict_motion(batch["rgb"][:, 0], batch["rgb"][:, 1])["residual_translation"]
@@ -401,7 +403,7 @@ def test_unexplained_field_is_auto_masked_after_its_projection():
 
 def test_rigid_warp_field_comes_from_the_field_net_and_passes_no_gradient_to_the_rigid_motion():
     keras.utils.set_random_seed(5)
-    model = _model(field_input="rigid_warp", field_burnin_steps=10)
+    model = _model(field_input="rigid_warp", field_network="separate", field_burnin_steps=10)
     assert not model.motion_net.field_variables()  # the motion net builds no field layers
     assert not model.field_net.translation_scale.trainable
     assert model.field_variables() == model.field_net.trainable_variables
@@ -421,7 +423,8 @@ def test_rigid_warp_skips_the_field_net_and_the_warp_during_the_burn_in(monkeypa
     from depth_motion_tf import geometry
 
     keras.utils.set_random_seed(5)
-    model = _model(field_input="rigid_warp", field_burnin_steps=10)  # off below step 5
+    model = _model(field_input="rigid_warp", field_network="separate",
+                   field_burnin_steps=10)  # off below step 5
     warps = []
     rigid_warp = geometry.rigid_warp
     monkeypatch.setattr(geometry, "rigid_warp", lambda *args: warps.append(1) or rigid_warp(*args))
@@ -431,11 +434,49 @@ def test_rigid_warp_skips_the_field_net_and_the_warp_during_the_burn_in(monkeypa
     assert len(warps) == 1 and np.any(extras["residual_translation"].numpy())
 
 
+def test_separate_field_net_sees_the_frames_and_depths_and_shares_nothing_with_the_rigid_motion():
+    keras.utils.set_random_seed(5)
+    model = _model(field_network="separate", field_burnin_steps=10)
+    assert not model.motion_net.field_variables()  # the motion net builds no field layers
+    assert not model.field_net.translation_scale.trainable
+    with tf.GradientTape(persistent=True) as tape:
+        losses, extras = model.forward(_batch(with_mask=False), training=True,
+                                       step=tf.constant(10, tf.int64))
+        field_sum = tf.reduce_sum(extras["residual_translation"])
+    assert model.field_net.encoder_convs[0].kernel.shape[2] == 8  # RGB, depth, RGB, depth: no warp
+    assert all(g is None for g in tape.gradient(field_sum, model.motion_net.trainable_variables))
+    assert all(g is None for g in tape.gradient(extras["background_translation"],
+                                                model.field_net.trainable_variables))
+    field_gradients = tape.gradient(losses["total"], model.field_net.field_variables())
+    assert all(g is not None and np.all(np.isfinite(g)) for g in field_gradients)
+    assert any(np.any(g.numpy() != 0.0) for g in field_gradients)
+
+
+def test_rigid_warp_update_leaves_the_dormant_field_net_untouched():
+    keras.utils.set_random_seed(5)
+    model = _model(field_input="rigid_warp", field_network="separate",
+                   field_burnin_steps=10)  # off below step 5
+    assert not bool(model.field_active(tf.constant(0, tf.int64)))
+    assert bool(model.field_active(tf.constant(10, tf.int64)))
+    before = [v.numpy().copy() for v in model.field_net.trainable_variables]
+    model.train_step(_batch(with_mask=False))
+    after = [v.numpy() for v in model.field_net.trainable_variables]
+    assert all(np.array_equal(b, a) for b, a in zip(before, after))
+    moments = [model.optimizer._momentums[model.optimizer._get_variable_index(v)]
+               for v in model.field_net.trainable_variables]
+    assert all(not np.any(m.numpy()) for m in moments)
+
+
 def test_field_input_mode_is_checked():
     with pytest.raises(ValueError, match="field_input"):
         DepthMotionModel(height=HEIGHT, width=WIDTH, field_input="flow")
     with pytest.raises(ValueError, match="rigid_warp needs egomotion=learned"):
-        DepthMotionModel(height=HEIGHT, width=WIDTH, field_input="rigid_warp", egomotion="given")
+        DepthMotionModel(height=HEIGHT, width=WIDTH, field_input="rigid_warp",
+                         field_network="separate", egomotion="given")
+    with pytest.raises(ValueError, match="field_network"):
+        DepthMotionModel(height=HEIGHT, width=WIDTH, field_network="own")
+    with pytest.raises(ValueError, match="rigid_warp needs field_network=separate"):
+        DepthMotionModel(height=HEIGHT, width=WIDTH, field_input="rigid_warp")
 
 
 def test_residual_field_mode_is_checked():
