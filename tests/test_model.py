@@ -416,7 +416,8 @@ def test_separate_field_comes_from_the_field_net_and_passes_no_gradient_to_the_r
         field_sum = tf.reduce_sum(extras["residual_translation"])
     # RGB, depth, RGB, depth; with rigid_warp the warped other frame as well.
     assert model.field_net.encoder_convs[0].kernel.shape[2] == channels
-    # The warped frame is the field net's input only: no gradient reaches the rigid motion through it.
+    # The field comes from the field net alone (with rigid_warp, the warped frame is only its input):
+    # no gradient reaches the rigid motion through it.
     assert all(g is None for g in tape.gradient(field_sum, model.motion_net.trainable_variables))
     assert all(g is None for g in tape.gradient(extras["background_translation"],
                                                 model.field_net.trainable_variables))
